@@ -1,0 +1,34 @@
+# Two commands do all set-up:  `make bench` (the default suite) and `make test`.
+# Both create .venv if absent. Where no NVIDIA GPU is present, torch is the CPU wheel
+# $(TORCH_SPEC); with a GPU, install your CUDA torch into .venv first (see README).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+SUITE ?= configs/suites/default.yaml
+
+.PHONY: bench test setup mlflow-ui clean-stores
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if ! $(PY) -c "import torch" 2>/dev/null; then \
+		if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install torch; \
+		else $(PY) -m pip install "$(TORCH_SPEC)"; fi; \
+	fi
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(VENV)/bin/rnnbench suite $(SUITE)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+mlflow-ui: $(STAMP)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+clean-stores:
+	rm -rf mlflow.db mlruns mlartifacts optuna

@@ -1,0 +1,218 @@
+"""Typed, validated configs loaded from YAML with ``key=value`` overrides.
+
+Every mistake a user can make here (unknown key, wrong type, unreadable file) raises
+``ConfigError`` with one line naming the key and, where it helps, the valid choices.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from benchmark.registry import did_you_mean
+
+
+class ConfigError(ValueError):
+    """A user's config mistake; its message is one complete line."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Section):
+    """Architecture knobs. ``None`` means "the variant's default" (e.g. ``gru-2l`` sets 2 layers)."""
+
+    name: str = "gru"
+    hidden_size: int | None = Field(None, gt=0)
+    num_layers: int | None = Field(None, gt=0)
+    bidirectional: bool | None = None
+    param_budget: int | None = Field(None, gt=0, description="solve hidden_size for this many parameters")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="between stacked layers and before the head")
+    forget_bias: float = Field(1.0, description="effective LSTM forget-gate bias at init (b_ih + b_hh)")
+    embedding_dim: int = Field(32, gt=0, description="token tasks only")
+    pooling: Literal["last", "mean", "max"] = "last"
+
+
+class TrainConfig(Section):
+    batch_size: int = Field(64, gt=0)
+    max_epochs: int = Field(10, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null disables")
+    early_stopping_patience: int | None = Field(None, gt=0, description="epochs without val improvement")
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    precision: str = "32-true"
+    deterministic: bool = False
+    nan_check_every: int = Field(20, gt=0, description="steps between non-finite loss checks")
+
+
+class TrackingConfig(Section):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "rnnbench"
+
+
+class TaskConfig(BaseModel):
+    """``name`` plus the task's own options, validated later by the task's ``Options`` model."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RunConfig(Section):
+    """One task x one model x one seed."""
+
+    task: TaskConfig
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    seed: int = 0
+
+    def run_key(self) -> str:
+        """Identity of a run for resuming: everything that changes its result, nothing else."""
+        payload = self.model_dump(mode="json", exclude={"tracking"})
+        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class SuiteTask(TaskConfig):
+    """A suite entry: a task with its options and optional ``train`` overrides for it."""
+
+    train: dict[str, Any] = {}
+
+
+class SuiteConfig(Section):
+    """tasks x models x seeds, sharing one model/train/tracking section."""
+
+    name: str
+    tasks: list[SuiteTask] = Field(min_length=1)
+    models: list[str] = Field(min_length=1)
+    seeds: list[int] = Field([0], min_length=1)
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    results_dir: str = "results"
+
+    def runs(self) -> list[RunConfig]:
+        """Expand to run configs, ordered seed-major so a partial suite covers every cell."""
+        out = []
+        for seed in self.seeds:
+            for task in self.tasks:
+                train = _validate(TrainConfig, {**self.train.model_dump(), **task.train}, f"tasks[{task.name}].train.")
+                for model in self.models:
+                    out.append(
+                        RunConfig(
+                            task=TaskConfig(name=task.name, **task.options),
+                            model=self.model.model_copy(update={"name": model}),
+                            train=train,
+                            tracking=self.tracking,
+                            seed=seed,
+                        )
+                    )
+        return out
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+SHORTHANDS = {"task": "task.name", "model": "model.name"}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` strings; values are parsed as YAML (``1e-3``, ``true``, ``[1, 2]``)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key = SHORTHANDS.get(key, key)
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and ann is not TaskConfig:
+            keys += _valid_keys(ann, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def format_validation_error(e: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """Turn pydantic's first error into one line naming the key."""
+    err = e.errors()[0]
+    loc = prefix + ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        valid = _valid_keys(model, prefix) if model else []
+        return f"unknown key '{loc}'.{did_you_mean(loc, valid)} Valid keys: {', '.join(valid)}"
+    if err["type"] == "missing":
+        return f"missing required key '{loc}'"
+    return f"invalid value for '{loc}': {err['msg']} (got {err.get('input')!r})"
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], prefix: str = ""):
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, prefix, model)) from None
+
+
+def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    data = load_yaml(path) if path else {}
+    cfg = _validate(RunConfig, apply_overrides(data, list(overrides)))
+    return cfg
+
+
+def load_suite_config(path: str | Path, overrides: list[str] = ()) -> SuiteConfig:
+    return _validate(SuiteConfig, apply_overrides(load_yaml(path), list(overrides)))
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``, for logging as MLflow params."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,93 @@
+"""Registered model variants (one line each) and the builder that sizes them.
+
+Other distributions add variants through the ``rnnbench.models`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from benchmark.config import ConfigError, ModelConfig
+from benchmark.models.network import Architecture, RecurrentNetwork, count_parameters
+from benchmark.registry import Registry
+from benchmark.task import TaskSpec
+
+DEFAULT_HIDDEN_SIZE = 128
+
+
+@dataclass(frozen=True)
+class Variant:
+    cell: str
+    num_layers: int = 1
+    bidirectional: bool = False
+
+
+MODELS: Registry[Variant] = Registry("model", entry_point_group="rnnbench.models")
+
+MODELS.register("rnn", Variant("rnn"))
+MODELS.register("gru", Variant("gru"))
+MODELS.register("lstm", Variant("lstm"))
+MODELS.register("birnn", Variant("rnn", bidirectional=True))
+MODELS.register("bigru", Variant("gru", bidirectional=True))
+MODELS.register("bilstm", Variant("lstm", bidirectional=True))
+MODELS.register("rnn-2l", Variant("rnn", num_layers=2))
+MODELS.register("gru-2l", Variant("gru", num_layers=2))
+MODELS.register("lstm-2l", Variant("lstm", num_layers=2))
+MODELS.register("bigru-2l", Variant("gru", num_layers=2, bidirectional=True))
+MODELS.register("bilstm-2l", Variant("lstm", num_layers=2, bidirectional=True))
+MODELS.register("gru-3l", Variant("gru", num_layers=3))
+MODELS.register("lstm-3l", Variant("lstm", num_layers=3))
+
+
+def _architecture(cfg: ModelConfig, hidden_size: int) -> Architecture:
+    variant = MODELS.get(cfg.name)
+    return Architecture(
+        cell=variant.cell,
+        hidden_size=hidden_size,
+        num_layers=cfg.num_layers if cfg.num_layers is not None else variant.num_layers,
+        bidirectional=cfg.bidirectional if cfg.bidirectional is not None else variant.bidirectional,
+        dropout=cfg.dropout,
+        forget_bias=cfg.forget_bias,
+        embedding_dim=cfg.embedding_dim,
+        pooling=cfg.pooling,
+    )
+
+
+def parameter_count(spec: TaskSpec, arch: Architecture) -> int:
+    """Exact parameter count of the whole network (embedding and head included), built on 'meta'."""
+    with torch.device("meta"):
+        return count_parameters(RecurrentNetwork(spec, arch))
+
+
+def solve_hidden_size(spec: TaskSpec, cfg: ModelConfig, budget: int) -> int:
+    """Largest hidden size whose network stays closest to ``budget`` parameters (count grows with H)."""
+    lo, hi = 1, 1
+    while parameter_count(spec, _architecture(cfg, hi)) < budget:
+        hi *= 2
+        if hi > 1 << 16:
+            raise ConfigError(f"model.param_budget={budget} is too large to reach")
+    while lo < hi:  # smallest H with count >= budget
+        mid = (lo + hi) // 2
+        if parameter_count(spec, _architecture(cfg, mid)) >= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    candidates = [h for h in (lo - 1, lo) if h >= 1]
+    return min(candidates, key=lambda h: abs(parameter_count(spec, _architecture(cfg, h)) - budget))
+
+
+def resolve_architecture(spec: TaskSpec, cfg: ModelConfig) -> Architecture:
+    """Fill the variant's defaults and the hidden size (explicit, from the budget, or default)."""
+    if cfg.hidden_size is not None and cfg.param_budget is not None:
+        raise ConfigError("set model.hidden_size or model.param_budget, not both")
+    if cfg.param_budget is not None:
+        hidden = solve_hidden_size(spec, cfg, cfg.param_budget)
+    else:
+        hidden = cfg.hidden_size or DEFAULT_HIDDEN_SIZE
+    return _architecture(cfg, hidden)
+
+
+def build_model(spec: TaskSpec, cfg: ModelConfig) -> RecurrentNetwork:
+    return RecurrentNetwork(spec, resolve_architecture(spec, cfg))

@@ -1,0 +1,78 @@
+"""The main job: tasks x models x seeds, resumable, with a summary table at the end.
+
+    rnnbench suite configs/suites/default.yaml
+
+A rerun skips every run whose FINISHED record (same run key) is already in MLflow; runs left
+RUNNING by a killed process are marked KILLED and run again; a failed run is recorded and the
+suite goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from benchmark import tracking
+from benchmark.config import SuiteConfig
+from benchmark.runner import RunResult, execute_run
+from benchmark.summary import Summary, summarize
+
+
+@dataclass
+class SuiteOutcome:
+    executed: list[RunResult]
+    skipped: int
+    summary: Summary
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+    )
+
+
+def run_suite(suite: SuiteConfig, console: Console | None = None) -> SuiteOutcome:
+    console = console or Console()
+    runs = suite.runs()
+    mlflow = tracking.client(suite.tracking.tracking_uri)
+    exp_id = tracking.experiment_id(mlflow, suite.tracking.experiment)
+    pending = [r for r in runs if not tracking.runs_with_key(mlflow, exp_id, r.run_key(), "FINISHED")]
+    skipped = len(runs) - len(pending)
+    console.print(
+        f"suite [bold]{suite.name}[/]: {len(runs)} runs ({len(suite.tasks)} tasks x {len(suite.models)} models x "
+        f"{len(suite.seeds)} seeds), {skipped} already finished in MLflow, {len(pending)} to run. "
+        f"Tracking: {suite.tracking.tracking_uri} (experiment '{suite.tracking.experiment}')"
+    )
+    executed = []
+    with _progress(console) as progress:
+        overall = progress.add_task("suite", total=len(pending), info="")
+        for cfg in pending:
+            name = f"{cfg.task.name}/{cfg.model.name}/seed{cfg.seed}"
+            current = progress.add_task(f"  {name}", total=None, info="")
+            result = execute_run(cfg, progress=progress, progress_task=current, extra_tags={"suite": suite.name})
+            progress.remove_task(current)
+            executed.append(result)
+            _report_run(progress.console, result)
+            progress.advance(overall)
+    summary = summarize(mlflow, exp_id, runs)
+    return SuiteOutcome(executed, skipped, summary)
+
+
+def _report_run(console: Console, r: RunResult) -> None:
+    name = f"{r.label} {r.model} seed={r.seed}"
+    if r.status != "FINISHED":
+        console.print(f"[red]x {name}: {r.status} - {r.failure}[/]")
+        return
+    tests = " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items() if k.startswith("test/"))
+    console.print(
+        f"[green]ok[/] {name}: {tests}  params={r.param_count:,}  "
+        f"{r.metrics['throughput_seq_per_s']:,.0f} seq/s  {r.metrics['wall_time_s']:.1f}s"
+    )

@@ -1,0 +1,151 @@
+"""Summary table of a suite, built from what MLflow recorded (so resumed runs count too)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from rich.table import Table
+
+from benchmark.config import RunConfig
+from benchmark.task import create_task
+
+
+def search_all(mlflow: MlflowClient, exp_id: str, filter_string: str = ""):
+    """Every run matching the filter, across result pages."""
+    runs, token = [], None
+    while True:
+        page = mlflow.search_runs([exp_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+@dataclass
+class Row:
+    task: str
+    model: str
+    metric: str
+    higher_is_better: bool
+    values: list[float] = field(default_factory=list)
+    others: dict[str, list[float]] = field(default_factory=dict)
+    params: int | None = None
+    seq_per_s: list[float] = field(default_factory=list)
+    baseline: float | None = None
+    missing: int = 0  # planned seeds with no finished run (failed, killed or not run)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else float("nan")
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else float("nan")
+
+
+@dataclass
+class Summary:
+    rows: list[Row]
+    devices: set[str]
+    torch_versions: set[str]
+    seeds: list[int]
+
+    def best(self, task: str) -> Row | None:
+        rows = [r for r in self.rows if r.task == task and r.values]
+        if not rows:
+            return None
+        return (max if rows[0].higher_is_better else min)(rows, key=lambda r: r.mean)
+
+    @property
+    def note(self) -> str:
+        return (
+            "Metric: test set, scored with the checkpoint of best validation score; mean ± sample std over n seeds "
+            f"(planned seeds: {', '.join(map(str, self.seeds))}). seq/s: training sequences per second, validation "
+            f"excluded, mean over seeds. Device: {'; '.join(sorted(self.devices)) or 'n/a'}. "
+            f"torch {', '.join(sorted(self.torch_versions)) or 'n/a'}. Built {dt.date.today().isoformat()}."
+        )
+
+    def _cells(self, row: Row) -> list[str]:
+        def fmt(values: list[float]) -> str:
+            if not values:
+                return "-"
+            mean = statistics.fmean(values)
+            return f"{mean:.4g} ± {statistics.stdev(values):.2g}" if len(values) > 1 else f"{mean:.4g}"
+
+        others = "; ".join(f"{k} {fmt(v)}" for k, v in sorted(row.others.items()))
+        return [
+            row.task,
+            row.model,
+            f"{row.params:,}" if row.params else "-",
+            f"{row.metric} {'↑' if row.higher_is_better else '↓'} {fmt(row.values)}",
+            others or "-",
+            f"{row.n}" + (f" ({row.missing} missing)" if row.missing else ""),
+            f"{statistics.fmean(row.seq_per_s):,.0f}" if row.seq_per_s else "-",
+            f"{row.baseline:.4g}" if row.baseline is not None else "-",
+        ]
+
+    HEADER = ["task", "model", "params", "main metric (test)", "other test metrics", "n seeds", "seq/s", "baseline"]
+
+    def rich_table(self) -> Table:
+        table = Table(*self.HEADER, title="summary", caption=self.note, caption_justify="left")
+        for row in self.rows:
+            best = self.best(row.task) is row
+            table.add_row(*self._cells(row), style="bold green" if best else None)
+        return table
+
+    def markdown(self, title: str) -> str:
+        lines = [f"# {title}", "", "| " + " | ".join(self.HEADER) + " |", "|" + "---|" * len(self.HEADER)]
+        for row in self.rows:
+            cells = self._cells(row)
+            if self.best(row.task) is row:
+                cells[1] = f"**{cells[1]}** (best)"
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines + ["", self.note, ""])
+
+    def write(self, directory: Path, title: str) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        md, table = directory / "summary.md", directory / "summary.csv"
+        md.write_text(self.markdown(title))
+        with table.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["task", "model", "params", "metric", "higher_is_better", "mean", "std", "n", "missing", "seq_per_s", "baseline"])
+            for r in self.rows:
+                seq = statistics.fmean(r.seq_per_s) if r.seq_per_s else ""
+                w.writerow([r.task, r.model, r.params, r.metric, r.higher_is_better, r.mean, r.std, r.n, r.missing, seq, r.baseline])
+        return [md, table]
+
+
+def summarize(mlflow: MlflowClient, exp_id: str, planned: list[RunConfig]) -> Summary:
+    """One row per (task setting, model) of the plan, from the FINISHED runs carrying its run keys."""
+    finished = {r.data.tags.get("run_key"): r for r in search_all(mlflow, exp_id, "attributes.status = 'FINISHED'")}
+    rows: dict[tuple[str, str], Row] = {}
+    devices, versions = set(), set()
+    for cfg in planned:
+        label = create_task(cfg.task.name, **cfg.task.options).label  # cheap: options only
+        row = rows.setdefault((label, cfg.model.name), Row(label, cfg.model.name, "", False))
+        run = finished.get(cfg.run_key())
+        if run is None:
+            row.missing += 1
+            continue
+        tags, metrics = run.data.tags, run.data.metrics
+        row.metric, row.higher_is_better = tags["main_metric"], tags["higher_is_better"] == "true"
+        row.values.append(metrics[f"test/{row.metric}"])
+        for name, value in metrics.items():
+            if name.startswith("test/") and name != f"test/{row.metric}":
+                row.others.setdefault(name[5:], []).append(value)
+        row.params = int(float(tags["param_count"]))
+        row.seq_per_s.append(metrics.get("throughput_seq_per_s", float("nan")))
+        row.baseline = metrics.get(f"baseline/{row.metric}")
+        devices.add(tags.get("device", "?"))
+        versions.add(tags.get("torch_version", "?"))
+    seeds = sorted({c.seed for c in planned})
+    return Summary(list(rows.values()), devices, versions, seeds)

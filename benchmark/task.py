@@ -1,0 +1,143 @@
+"""What a task is: a validated spec (inputs, outputs, loss, metrics, baselines, version) plus data.
+
+A task is one class under ``tasks/`` (or in another distribution, registered through the
+``rnnbench.tasks`` entry-point group), decorated with ``@register_task``. Nothing in
+``benchmark/`` names a concrete task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable, ClassVar
+
+import lightning as L
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import Tensor
+
+from benchmark.registry import Registry
+
+
+class InputKind(str, Enum):
+    CONTINUOUS = "continuous"  # float features per step, shape (B, T, input_size)
+    TOKENS = "tokens"  # integer ids per step, shape (B, T), embedded by the model
+
+
+class OutputKind(str, Enum):
+    SEQUENCE_CLASSIFICATION = "sequence_classification"  # one label per sequence
+    SEQUENCE_REGRESSION = "sequence_regression"  # one real vector per sequence
+    STEP_CLASSIFICATION = "step_classification"  # one label per time step
+
+
+@dataclass
+class Batch:
+    """One batch. ``lengths`` is None when every sequence fills the whole time axis."""
+
+    inputs: Tensor
+    targets: Tensor
+    lengths: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.targets.shape[0]
+
+
+# A metric maps (model output, batch) to one value per example; the runner averages them.
+MetricFn = Callable[[Tensor, Batch], Tensor]
+LossFn = Callable[[Tensor, Batch], Tensor]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: MetricFn
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A trivial strategy's score, reported beside every result on the task."""
+
+    description: str
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    version: str
+    input_kind: InputKind
+    input_size: int  # features per step, or vocabulary size for tokens
+    output_kind: OutputKind
+    num_outputs: int  # classes, or regression dimensions
+    loss: LossFn
+    metrics: tuple[Metric, ...]
+    main_metric: str
+    baseline: Baseline | None = None
+    padding_idx: int | None = None  # token id that is padding (tokens only)
+    extra: dict[str, Any] = field(default_factory=dict)  # task facts worth logging (e.g. T)
+
+    def __post_init__(self):
+        names = [m.name for m in self.metrics]
+        if self.main_metric not in names:
+            raise ValueError(f"task '{self.name}': main_metric '{self.main_metric}' is not one of {names}")
+
+    def metric(self, name: str) -> Metric:
+        return next(m for m in self.metrics if m.name == name)
+
+
+class TaskOptions(BaseModel):
+    """Base for a task's typed options. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Task:
+    """Subclass, set the class attributes and implement ``spec`` and ``datamodule``."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    label_options: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, **options: Any):
+        from benchmark.config import ConfigError, format_validation_error
+
+        try:
+            self.options = self.Options(**options)
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, prefix="task.", model=self.Options)) from None
+
+    @property
+    def label(self) -> str:
+        """Name plus the options naming the setting, e.g. ``adding[seq_len=100]``.
+
+        ``label_options`` lists them (always shown); without it, every option off its default is.
+        """
+        if self.label_options is not None:
+            shown = {k: getattr(self.options, k) for k in self.label_options}
+        else:
+            shown = self.options.model_dump(exclude_defaults=True)
+        if not shown:
+            return self.name
+        return f"{self.name}[{','.join(f'{k}={v}' for k, v in shown.items())}]"
+
+    # __init__ must stay cheap (options only): listing and summaries create tasks freely.
+    # Expensive preparation (downloads, tokenizing) belongs in spec() / datamodule().
+    def spec(self) -> TaskSpec:
+        raise NotImplementedError
+
+    def datamodule(self, batch_size: int, seed: int) -> L.LightningDataModule:
+        raise NotImplementedError
+
+
+TASKS: Registry[type[Task]] = Registry("task", entry_point_group="rnnbench.tasks", packages=("tasks",))
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    TASKS.register(cls.name, cls)
+    return cls
+
+
+def create_task(name: str, **options: Any) -> Task:
+    return TASKS.get(name)(**options)

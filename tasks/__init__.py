@@ -1,0 +1,1 @@
+"""Tasks shipped with rnnbench: each module registers its tasks with ``@register_task``."""

@@ -27,6 +27,7 @@ for _noisy in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*number of training batches.*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
 
 @dataclass
@@ -105,8 +106,22 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process high-water mark (Linux: KiB)
 
 
-def execute_run(cfg: RunConfig, *, progress=None, progress_task=None, extra_tags: dict | None = None) -> RunResult:
-    """Train, validate and test one configuration; the MLflow run ends FINISHED, FAILED or KILLED."""
+def execute_run(
+    cfg: RunConfig,
+    *,
+    progress=None,
+    progress_task=None,
+    extra_tags: dict | None = None,
+    callbacks: list[Callback] = (),
+    passthrough: tuple[type[BaseException], ...] = (),
+) -> RunResult:
+    """Train, validate and test one configuration; the MLflow run ends FINISHED, FAILED or KILLED.
+
+    Exceptions are recorded on the run and returned as a FAILED result, except those listed in
+    ``passthrough`` (e.g. ``optuna.TrialPruned``), which end the run KILLED and propagate.
+    ``extra_tags`` may carry ``mlflow.parentRunId`` to nest the run under a parent.
+    A datamodule with a ``pipeline_metrics()`` method has its numbers logged with the run's.
+    """
     started = time.perf_counter()
     task = create_task(cfg.task.name, **cfg.task.options)
     spec = task.spec()
@@ -154,7 +169,7 @@ def execute_run(cfg: RunConfig, *, progress=None, progress_task=None, extra_tags
         with tempfile.TemporaryDirectory(prefix="rnnbench-ckpt-") as ckpt_dir:
             mode = "max" if main.higher_is_better else "min"
             checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor=f"val/{main.name}", mode=mode, save_weights_only=True)
-            callbacks = [meter, checkpoint]
+            callbacks = [meter, checkpoint, *callbacks]
             if cfg.train.early_stopping_patience:
                 callbacks.append(
                     EarlyStopping(f"val/{main.name}", mode=mode, patience=cfg.train.early_stopping_patience)
@@ -191,11 +206,16 @@ def execute_run(cfg: RunConfig, *, progress=None, progress_task=None, extra_tags
             "epochs_trained": trainer.current_epoch,
             "peak_memory_mb": peak_memory_mb(device),
             f"best_val/{main.name}": float(best) if best is not None else float("nan"),
+            **(datamodule.pipeline_metrics() if hasattr(datamodule, "pipeline_metrics") else {}),
         }
         logger.log_metrics(summary)
         result.metrics = {k: float(v) for k, v in tested.items()} | summary
         mlflow.set_terminated(run_id, "FINISHED")
         result.status = "FINISHED"
+    except passthrough as e:
+        mlflow.set_tag(run_id, "failure_reason", f"{type(e).__name__}: {e}"[:5000])
+        mlflow.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        raise
     except Exception as e:  # recorded, not raised: one failed run must not stop a suite
         result.status, result.failure = "FAILED", f"{type(e).__name__}: {e}"
         mlflow.set_tag(run_id, "failure_reason", result.failure[:5000])

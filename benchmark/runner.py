@@ -138,6 +138,7 @@ def execute_run(
     tracking.mark_abandoned(mlflow, exp_id, run_key)
     main = spec.metric(spec.main_metric)
     tags = {
+        "kind": "run",
         "task": spec.name,
         "task_label": task.label,
         "task_version": spec.version,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -152,10 +153,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key:
             raise ConfigError(f"override '{item}' is not of the form key=value")
         key = SHORTHANDS.get(key, key)
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        value = _parse_value(raw)
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -165,6 +163,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = child
         node[parts[-1]] = value
     return data
+
+
+_EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str) and _EXPONENT_NUMBER.match(value):
+        return float(value)  # YAML 1.1 reads "3e-3" as a string; a user means the number
+    return value
 
 
 def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

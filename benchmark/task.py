@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import lightning as L
@@ -121,6 +122,11 @@ class Task:
         if not shown:
             return self.name
         return f"{self.name}[{','.join(f'{k}={v}' for k, v in shown.items())}]"
+
+    @classmethod
+    def smoke_options(cls, workdir: Path) -> dict[str, Any]:
+        """Options for a tiny instance that the registry-driven tests build; may write data under workdir."""
+        return {}
 
     # __init__ must stay cheap (options only): listing and summaries create tasks freely.
     # Expensive preparation (downloads, tokenizing) belongs in spec() / datamodule().

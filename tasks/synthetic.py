@@ -23,6 +23,10 @@ class SyntheticOptions(TaskOptions):
 
 
 class SyntheticTask(Task):
+    @classmethod
+    def smoke_options(cls, workdir) -> dict:
+        return {"train_size": 64, "val_size": 16, "test_size": 16}
+
     def sample(self, n: int, generator: torch.Generator, device: torch.device) -> Batch:
         raise NotImplementedError
 

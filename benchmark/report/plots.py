@@ -1,0 +1,149 @@
+"""The report's figures (matplotlib, Agg backend: no display needed). Each function writes one PNG."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmark.report.verdicts import BREAKDOWN_MARGIN  # noqa: E402
+
+DPI = 110
+
+
+def _arrow(higher: bool) -> str:
+    return "higher is better" if higher else "lower is better"
+
+
+def _log_if_wide(ax, values) -> None:
+    v = np.asarray([x for x in values if x == x], dtype=float)
+    if len(v) and (v > 0).all() and v.max() / v.min() > 20:
+        ax.set_yscale("log")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text).strip("_")
+
+
+def validation_curves(runs: pd.DataFrame, curves: pd.DataFrame, path: Path) -> Path | None:
+    """Validation main metric per global step: mean over seeds, band from min to max."""
+    data = curves.merge(runs[["run_id", "model", "seed"]], on="run_id")
+    if data.empty:
+        return None
+    metric, higher, base = runs.main_metric.iloc[0], bool(runs.higher_is_better.iloc[0]), runs.baseline.iloc[0]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for model, g in data.groupby("model", sort=False):
+        by_step = g.pivot_table(index="step", columns="seed", values="value")
+        mean = by_step.mean(axis=1)
+        (line,) = ax.plot(mean.index, mean.values, marker="o", ms=3, label=f"{model} (n={by_step.shape[1]})")
+        if by_step.shape[1] > 1:
+            ax.fill_between(by_step.index, by_step.min(axis=1), by_step.max(axis=1), color=line.get_color(), alpha=0.2)
+    if base == base:
+        ax.axhline(base, color="black", ls="--", lw=1, label="trivial baseline")
+    _log_if_wide(ax, list(data.value) + [base])
+    ax.set(xlabel="training step", ylabel=f"validation {metric} ({_arrow(higher)})",
+           title=f"{runs.task_label.iloc[0]}: validation {metric}, mean over seeds (band: min-max)")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def metric_vs_length(table: pd.DataFrame, axis: str, task: str, metric: str, higher: bool, path: Path) -> Path:
+    """Mean test metric (95 % CI bars) against the length option; crosses where a variant falls to its baseline."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for model, g in table.groupby("model", sort=False):
+        g = g.sort_values("length")
+        err = np.vstack([g["mean"] - g.ci_low, g.ci_high - g["mean"]])
+        err = np.where(np.isnan(err), 0, err)
+        bar = ax.errorbar(g.length, g["mean"], yerr=err, marker="o", capsize=3, label=model)
+        fails = g[~g.beats_baseline]
+        if len(fails):
+            first = fails.iloc[0]
+            ax.plot(first.length, first["mean"], "x", ms=12, mew=2.5, color=bar[0].get_color())
+    base = table.groupby("length").baseline.first()
+    ax.plot(base.index, base.values, "k--", lw=1, label="trivial baseline")
+    _log_if_wide(ax, list(table["mean"]) + list(base.values))
+    ax.set(xlabel=axis.removeprefix("task."), ylabel=f"test {metric} ({_arrow(higher)})",
+           title=f"{task}: test {metric} vs {axis.removeprefix('task.')} (x: first length within {BREAKDOWN_MARGIN:.0%} of the baseline)")  # fmt: skip
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def pareto_front(cost: np.ndarray, metric: np.ndarray, higher: bool) -> np.ndarray:
+    """Boolean mask of the points no other point beats on both cost (lower) and metric."""
+    m = -metric if higher else metric
+    keep = np.ones(len(cost), dtype=bool)
+    for i in range(len(cost)):
+        others = (cost <= cost[i]) & (m <= m[i]) & ((cost < cost[i]) | (m < m[i]))
+        keep[i] = not others.any() and not (math.isnan(cost[i]) or math.isnan(m[i]))
+    return keep
+
+
+def metric_vs_cost(table: pd.DataFrame, path: Path) -> Path | None:
+    """Mean test metric against parameter count and against training time, Pareto front marked."""
+    t = table.dropna(subset=["mean"])
+    if t.empty:
+        return None
+    metric, higher = t.metric.iloc[0], bool(t.higher_is_better.iloc[0])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, col, label in ((axes[0], "param_count", "parameters"), (axes[1], "train_time_s", "training time (s, mean over seeds)")):
+        cost, value = t[col].astype(float).to_numpy(), t["mean"].to_numpy()
+        front = pareto_front(cost, value, higher)
+        err = np.vstack([t["mean"] - t.ci_low, t.ci_high - t["mean"]])
+        ax.errorbar(cost, value, yerr=np.where(np.isnan(err), 0, err), fmt="o", color="tab:blue", capsize=3, alpha=0.7)
+        order = np.argsort(cost[front])
+        ax.plot(cost[front][order], value[front][order], "-", color="tab:red", lw=1.5, label="Pareto front")
+        ax.scatter(cost[front], value[front], s=90, facecolors="none", edgecolors="tab:red", lw=1.5)
+        for x, y, name in zip(cost, value, t.model):
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        base = t.baseline.iloc[0]
+        if base == base:
+            ax.axhline(base, color="black", ls="--", lw=1, label="trivial baseline")
+        _log_if_wide(ax, list(value) + [base])
+        ax.set(xlabel=label, ylabel=f"test {metric} ({_arrow(higher)})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{t.task_label.iloc[0]}: accuracy vs cost (mean, 95 % CI)", fontsize=11)
+    return _save(fig, path)
+
+
+def importances(sweep, path: Path) -> Path | None:
+    if not sweep.importances:
+        return None
+    items = sorted(sweep.importances.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(items) + 1.5))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="tab:green")
+    ax.set(xlabel="fANOVA importance", title=f"{sweep.study_name}: hyperparameter importance")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def optimization_history(sweep, path: Path) -> Path | None:
+    trials = sweep.trials.dropna(subset=["value"])
+    if trials.empty:
+        return None
+    best = trials.value.cummax() if sweep.higher_is_better else trials.value.cummin()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(trials.number, trials.value, "o", alpha=0.6, label="trial (best validation)")
+    ax.step(trials.number, best, where="post", color="tab:red", label="best so far")
+    _log_if_wide(ax, trials.value)
+    ax.set(xlabel="trial", ylabel=f"validation {sweep.main_metric} ({_arrow(sweep.higher_is_better)})",
+           title=f"{sweep.study_name}: optimization history")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,271 @@
+"""Short answers to the questions the GRU-vs-LSTM literature keeps asking, each with its evidence.
+
+Every verdict function takes the report's data and returns a ``Verdict``; "inconclusive" is an
+answer when the data do not decide. ``VERDICTS`` lists them in the order the report shows them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from benchmark.report.stats import ALPHA, compare, holm, mean_ci, ratio_ci
+from benchmark.report.tables import seed_values
+
+BREAKDOWN_MARGIN = 0.10  # a variant "falls to its baseline" once it beats it by less than 10 %
+LENGTH_OPTIONS = ("seq_len", "delay", "length", "T")  # preferred names of a task's length option
+
+
+@dataclass
+class Verdict:
+    question: str
+    answer: str  # one line; starts with "Inconclusive" when the data do not decide
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def conclusive(self) -> bool:
+        return not self.answer.lower().startswith("inconclusive")
+
+
+@dataclass
+class Evidence:
+    """What the verdicts read: finished runs, the model table, sweeps."""
+
+    finished: pd.DataFrame
+    table: pd.DataFrame
+    sweeps: list
+
+
+def fmt(x: float, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:.{digits}g}"
+
+
+def _p(c) -> str:
+    if math.isnan(c.p):
+        return c.test
+    return f"{c.test} over {c.n} seeds, p = {fmt(c.p, 2)}, Holm-adjusted p = {fmt(c.p_holm, 2)}"
+
+
+def _task_options(runs: pd.DataFrame) -> dict[str, str]:
+    row = runs.iloc[0]
+    return {k[5:]: row[k] for k in runs.columns if k.startswith("task.") and isinstance(row[k], str)}
+
+
+def _cell_pairs(task: pd.DataFrame) -> list[tuple[str, str]]:
+    """(gru variant, lstm variant) pairs of equal structure (layers, direction) within a task setting."""
+    shape = {m: (g.cell.iloc[0], g.layers.iloc[0], g.bidirectional.iloc[0]) for m, g in task.groupby("model")}
+    return [
+        (g, l)
+        for g, (gc, *gs) in shape.items()
+        for l, (lc, *ls) in shape.items()
+        if gc == "gru" and lc == "lstm" and gs == ls
+    ]
+
+
+# ----------------------------------------------------------------------------- the questions
+
+
+def accuracy(ev: Evidence) -> Verdict:
+    q = "Which is more accurate, GRU or LSTM?"
+    lines, wins = [], []
+    for label, task in ev.finished.groupby("task_label"):
+        pairs = _cell_pairs(task)
+        tests = [compare(seed_values(task[task.model == g]), seed_values(task[task.model == l])) for g, l in pairs]
+        holm(tests)
+        higher = bool(task.higher_is_better.iloc[0])
+        metric = task.main_metric.iloc[0]
+        for (g, l), c in zip(pairs, tests):
+            mg, ml = task[task.model == g].value.mean(), task[task.model == l].value.mean()
+            better = g if (mg > ml) == higher else l
+            if c.significant:
+                wins.append(task[task.model == better].cell.iloc[0])
+            lines.append(
+                f"{label}: {g} {metric} {fmt(mg)} vs {l} {fmt(ml)} ({_p(c)}): "
+                + (f"{better} better" if c.significant else "no significant difference")
+            )
+    if not lines:
+        return Verdict(q, "Inconclusive: no task setting has finished runs of both a GRU and an LSTM variant.")
+    if not wins:
+        return Verdict(q, "Inconclusive: no significant difference in any task setting.", lines)
+    if len(set(wins)) == 1:
+        return Verdict(q, f"{wins[0].upper()}, in {len(wins)} of {len(lines)} comparisons (the rest not significant).", lines)
+    return Verdict(q, "It depends on the task: each cell wins somewhere.", lines)
+
+
+def parameters(ev: Evidence) -> Verdict:
+    q = "Does GRU have fewer parameters than LSTM at equal hidden size?"
+    from benchmark.models import parameter_count, resolve_architecture
+    from benchmark.config import ModelConfig
+    from benchmark.task import create_task
+
+    lines = []
+    for name, runs in ev.finished.groupby("task"):
+        try:
+            spec = create_task(name, **_task_options(runs)).spec()
+        except Exception as e:  # a plugin task not installed here: the runs alone cannot give equal hidden sizes
+            lines.append(f"{name}: cannot build its spec here ({type(e).__name__}); skipped")
+            continue
+        gru_hidden = runs[runs.cell == "gru"].hidden
+        hidden = int(gru_hidden.iloc[0]) if len(gru_hidden) else 128
+        count = {c: parameter_count(spec, resolve_architecture(spec, ModelConfig(name=c, hidden_size=hidden))) for c in ("gru", "lstm")}
+        lines.append(
+            f"{name} (hidden {hidden}, whole network with input layer and head): GRU {count['gru']:,} vs LSTM "
+            f"{count['lstm']:,} parameters, ratio {count['gru'] / count['lstm']:.4f}"
+        )
+    with torch.device("meta"):
+        size = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        cell = size(torch.nn.GRU(32, 64)) / size(torch.nn.LSTM(32, 64))
+    answer = (
+        f"Yes: a GRU layer has exactly {cell:.2f}x the parameters of an LSTM layer of the same size "
+        "(3 gate blocks instead of 4, torch.nn counts)"
+    )
+    if any("ratio" in line for line in lines):
+        answer += "; whole networks per task below."
+    return Verdict(q, answer, lines)
+
+
+def speed(ev: Evidence) -> Verdict:
+    q = "Is GRU faster to train than LSTM on this hardware?"
+    lines, verdicts = [], []
+    for label, task in ev.finished.groupby("task_label"):
+        for g, l in _cell_pairs(task):
+            a, b = task[task.model == g], task[task.model == l]
+            r, lo, hi, test = ratio_ci(seed_values(a, "throughput"), seed_values(b, "throughput"))
+            ok = not (math.isnan(lo) or lo <= 1 <= hi)
+            verdicts.append(("faster" if r > 1 else "slower") if ok else "undecided")
+            lines.append(
+                f"{label}: {g} {fmt(a.throughput.mean())} vs {l} {fmt(b.throughput.mean())} training seq/s "
+                f"(hidden {a.hidden.iloc[0]} vs {b.hidden.iloc[0]}): ratio {r:.3f}, 95 % CI {fmt(lo, 3)}-{fmt(hi, 3)} "
+                f"({test}, {min(len(a), len(b))} seeds)"
+            )
+    if not lines:
+        return Verdict(q, "Inconclusive: no task setting has finished runs of both a GRU and an LSTM variant.")
+    devices = "; ".join(sorted(set(ev.finished.device) - {""})) or "unknown device"
+    settled = set(verdicts) - {"undecided"}
+    if len(settled) == 1 and "undecided" not in verdicts:
+        word = "Yes" if settled == {"faster"} else "No"
+        return Verdict(q, f"{word}, on {devices}: GRU trains {settled.pop()} in every setting measured (CIs exclude 1).", lines)
+    return Verdict(q, f"Inconclusive on {devices}: the throughput ratio's CI includes 1 or its sign varies.", lines)
+
+
+def _length_axis(runs: pd.DataFrame) -> str | None:
+    """The task option that varies between the task's settings and reads as a length, if any."""
+    varying = [
+        c for c in runs.columns
+        if c.startswith("task.") and runs[c].nunique() > 1 and pd.to_numeric(runs[c], errors="coerce").notna().all()
+    ]  # fmt: skip
+    for name in LENGTH_OPTIONS:
+        if f"task.{name}" in varying:
+            return f"task.{name}"
+    return varying[0] if len(varying) == 1 else None
+
+
+def breakdown(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """Per model and length: mean metric, CI, baseline, and whether it still beats the baseline."""
+    rows = []
+    for (model, length), g in runs.groupby(["model", pd.to_numeric(runs[axis])]):
+        mean, lo, hi = mean_ci(g.value)
+        base = g.baseline.iloc[0]
+        gain = (mean - base if g.higher_is_better.iloc[0] else base - mean) / abs(base) if base else math.nan
+        rows.append({"model": model, "length": length, "mean": mean, "ci_low": lo, "ci_high": hi,
+                     "baseline": base, "gain": gain, "beats_baseline": gain >= BREAKDOWN_MARGIN})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def lengths(ev: Evidence) -> Verdict:
+    q = "Which handles longer dependencies?"
+    lines, holds = [], {}
+    for name, runs in ev.finished.groupby("task"):
+        axis = _length_axis(runs)
+        if axis is None:
+            continue
+        table = breakdown(runs, axis)
+        for model, g in table.groupby("model"):
+            g = g.sort_values("length")
+            failed = g[~g.beats_baseline]
+            first_fail = failed.length.iloc[0] if len(failed) else None
+            held = g[g.length < first_fail].length.max() if first_fail is not None else g.length.max()
+            holds[(name, model)] = (held if not math.isnan(held) else 0, first_fail is None)
+            lines.append(
+                f"{name}: {model} beats the baseline by >= {BREAKDOWN_MARGIN:.0%} up to {axis[5:]} = {fmt(held)}; "
+                + (f"falls to it at {fmt(first_fail)}" if first_fail is not None else "never falls to it in the range run")
+                + " (" + ", ".join(f"{fmt(r.length)}: {fmt(r.mean)} vs {fmt(r.baseline)}" for r in g.itertuples()) + ")"
+            )
+    if not holds:
+        return Verdict(q, "Inconclusive: no task in this experiment varies its sequence length.")
+    answers = []
+    for name in sorted({n for n, _ in holds}):
+        these = {m: v for (n, m), v in holds.items() if n == name}
+        top = max(v[0] for v in these.values())
+        best = sorted(m for m, v in these.items() if v[0] == top)
+        if len(best) == len(these):
+            answers.append(f"{name}: no difference in the lengths run")
+        elif all(v[1] for m, v in these.items() if m in best):
+            answers.append(f"{name}: {', '.join(best)} (never fell to the baseline in the range run)")
+        else:
+            answers.append(f"{name}: {', '.join(best)} (holds up to {fmt(top)})")
+    decided = [a for a in answers if "no difference" not in a]
+    prefix = "" if decided else "Inconclusive: "
+    return Verdict(q, prefix + "; ".join(answers) + ".", lines)
+
+
+def structure(ev: Evidence) -> Verdict:
+    q = "Does bidirectionality or depth help?"
+    lines, helped, hurt = [], 0, 0
+    for label, task in ev.finished.groupby("task_label"):
+        shape = {m: (g.cell.iloc[0], int(g.layers.iloc[0]), g.bidirectional.iloc[0]) for m, g in task.groupby("model")}
+        pairs = []
+        for big, (c1, l1, b1) in shape.items():
+            for small, (c2, l2, b2) in shape.items():
+                if c1 != c2:
+                    continue
+                if l1 == l2 and b1 == "true" and b2 == "false":
+                    pairs.append(("bidirectional", big, small))
+                elif b1 == b2 and l1 > l2:
+                    pairs.append((f"{l1} vs {l2} layers", big, small))
+        tests = [compare(seed_values(task[task.model == b]), seed_values(task[task.model == s])) for _, b, s in pairs]
+        holm(tests)
+        higher = bool(task.higher_is_better.iloc[0])
+        metric = task.main_metric.iloc[0]
+        for (what, big, small), c in zip(pairs, tests):
+            better = (c.diff > 0) == higher
+            effect = "no significant difference"
+            if c.significant:
+                effect = "helps" if better else "hurts"
+                helped, hurt = helped + better, hurt + (not better)
+            mb, ms = task[task.model == big].value.mean(), task[task.model == small].value.mean()
+            lines.append(f"{label}, {what}: {big} {metric} {fmt(mb)} vs {small} {fmt(ms)} ({_p(c)}): {effect}")
+    if not lines:
+        return Verdict(q, "Inconclusive: no pair of variants differing only in direction or depth was run.")
+    if not helped and not hurt:
+        return Verdict(q, f"Inconclusive: no significant difference in {len(lines)} comparison(s) (alpha {ALPHA}).", lines)
+    return Verdict(q, f"Helps in {helped}, hurts in {hurt}, undecided in {len(lines) - helped - hurt} of {len(lines)} comparisons; see below.", lines)
+
+
+def hyperparameters(ev: Evidence) -> Verdict:
+    q = "Which hyperparameters matter most?"
+    found = [s for s in ev.sweeps if s.importances]
+    if not found:
+        why = "no sweeps in this experiment" if not ev.sweeps else "the sweeps logged no importances"
+        return Verdict(q, f"Inconclusive: {why} (run `rnnbench sweep` into it).")
+    total = pd.DataFrame([s.importances for s in found]).fillna(0.0).mean().sort_values(ascending=False)
+    lines = [
+        f"{s.study_name} ({s.task_label}, {s.model}, {len(s.trials)} trials): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(s.importances.items(), key=lambda kv: -kv[1]))
+        for s in found
+    ]
+    top = ", ".join(f"{k} ({v:.2f})" for k, v in total.head(3).items())
+    return Verdict(q, f"{top} - mean fANOVA importance over {len(found)} sweep(s).", lines)
+
+
+VERDICTS: list[Callable[[Evidence], Verdict]] = [accuracy, parameters, speed, lengths, structure, hyperparameters]
+
+
+def all_verdicts(ev: Evidence) -> list[Verdict]:
+    return [v(ev) for v in VERDICTS]

@@ -1,0 +1,161 @@
+"""Where utterances come from: a folder per label, a CSV/JSON manifest, or a ``datasets`` set.
+
+Each source lists ``Item``s (audio as a file path or as encoded bytes, a label name, a speaker
+id when known) and decodes nothing: ``audio.py`` does that with soundfile. A user's mistake (a
+missing folder, a manifest without a path column, an unknown column) raises ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from benchmark.config import ConfigError
+from benchmark.registry import did_you_mean
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
+
+# File-name conventions that encode the speaker (matched against the name without suffix).
+SPEAKER_PATTERNS = {
+    "speech_commands": r"^(?P<speaker>[0-9a-f]{8})_nohash_\d+$",  # 0a7c2a8d_nohash_0.wav
+    "free_spoken_digit": r"^\d+_(?P<speaker>[^_]+)_\d+$",  # 7_jackson_32.wav
+}
+
+
+@dataclass
+class Item:
+    name: str  # shown in messages: a path, or the hub row's file name
+    label: str
+    speaker: str | None = None
+    path: Path | None = None
+    data: bytes | None = None
+
+
+def speaker_regexes(pattern: str) -> list[re.Pattern]:
+    """``auto`` means the known conventions; anything else is a regex with a ``speaker`` group."""
+    if pattern == "auto":
+        return [re.compile(p) for p in SPEAKER_PATTERNS.values()]
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(f"task.speaker_pattern '{pattern}' is not a valid regex: {e}") from None
+    if "speaker" not in regex.groupindex:
+        raise ConfigError(f"task.speaker_pattern '{pattern}' needs a named group (?P<speaker>...)")
+    return [regex]
+
+
+def speaker_from_name(name: str, regexes: list[re.Pattern]) -> str | None:
+    stem = Path(name).stem
+    for regex in regexes:
+        if m := regex.match(stem):
+            return m.group("speaker")
+    return None
+
+
+def from_folder(o, regexes) -> list[Item]:
+    """The audiofolder convention: ``root/<label>/<file>``; the label is the parent folder's name."""
+    root = Path(o.path)
+    if not root.is_dir():
+        raise ConfigError(f"task.path '{root}' is not a folder (source=folder wants <path>/<label>/<audio files>)")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.parent != root)
+    if not files:
+        raise ConfigError(f"task.path '{root}' holds no audio files ({', '.join(AUDIO_SUFFIXES)}) in label folders")
+    return [Item(str(p), p.parent.name, speaker_from_name(p.name, regexes), path=p) for p in files]
+
+
+def _manifest_rows(path: Path) -> list[dict]:
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+    text = path.read_text()
+    if path.suffix.lower() == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = json.loads(text)
+    if not isinstance(rows, list):
+        raise ConfigError(f"task.path '{path}' must hold a JSON list of {{path, label}} objects")
+    return rows
+
+
+def _column(o, rows: list[dict], key: str, wanted: str, where: str) -> None:
+    if rows and wanted not in rows[0]:
+        found = list(rows[0])
+        raise ConfigError(f"task.{key} '{wanted}' is not a column of {where}.{did_you_mean(wanted, found)} Columns: {', '.join(found)}")
+
+
+def _speaker_column(o, columns) -> str | None:
+    if o.speaker_column is not None:
+        return o.speaker_column
+    return next((c for c in ("speaker", "speaker_id") if c in columns), None)
+
+
+def from_manifest(o, regexes) -> list[Item]:
+    """CSV or JSON(L) rows of path,label[,speaker]; relative paths are resolved against the file's folder."""
+    path = Path(o.path)
+    if not path.is_file():
+        raise ConfigError(f"task.path '{path}' is not a file (source=manifest wants a .csv, .json or .jsonl)")
+    if path.suffix.lower() not in (".csv", ".json", ".jsonl"):
+        raise ConfigError(f"task.path '{path}': a manifest must be .csv, .json or .jsonl")
+    try:
+        rows = _manifest_rows(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"task.path '{path}' could not be parsed: {e}") from None
+    if not rows:
+        raise ConfigError(f"task.path '{path}' lists no utterances")
+    _column(o, rows, "path_column", o.path_column, f"'{path}'")
+    _column(o, rows, "label_column", o.label_column, f"'{path}'")
+    speaker_col = _speaker_column(o, rows[0])
+    if speaker_col is not None:
+        _column(o, rows, "speaker_column", speaker_col, f"'{path}'")
+    items = []
+    for row in rows:
+        audio = path.parent / str(row[o.path_column])
+        speaker = str(row[speaker_col]) if speaker_col and row.get(speaker_col) not in (None, "") else None
+        items.append(Item(str(audio), str(row[o.label_column]), speaker or speaker_from_name(audio.name, regexes), path=audio))
+    return items
+
+
+def from_hub(o, regexes) -> list[Item]:
+    """Any set ``datasets.load_dataset`` reads (a hub name, or a builder such as ``parquet`` with
+    ``data_files``). The audio column is cast to ``Audio(decode=False)``: rows keep their encoded
+    bytes (or a path) and ``datasets`` never needs torchcodec."""
+    import datasets
+
+    kwargs = {"name": o.hub_config, "revision": o.hub_revision, "data_files": o.data_files, "cache_dir": o.cache_dir}
+    try:
+        loaded = datasets.load_dataset(o.path, **{k: v for k, v in kwargs.items() if v is not None})
+    except FileNotFoundError as e:
+        raise ConfigError(f"task.path '{o.path}': data set not found ({str(e).splitlines()[0]})") from None
+    splits = o.hub_splits or list(loaded)
+    unknown = [s for s in splits if s not in loaded]
+    if unknown:
+        raise ConfigError(f"task.hub_splits: '{unknown[0]}' is not a split of '{o.path}'. Splits: {', '.join(loaded)}")
+    items = []
+    for split in splits:
+        ds = loaded[split]
+        for key, col in (("audio_column", o.audio_column), ("label_column", o.label_column)):
+            if col not in ds.column_names:
+                raise ConfigError(
+                    f"task.{key} '{col}' is not a column of '{o.path}'.{did_you_mean(col, ds.column_names)} "
+                    f"Columns: {', '.join(ds.column_names)}"
+                )
+        ds = ds.cast_column(o.audio_column, datasets.Audio(decode=False))
+        label_feature = ds.features[o.label_column]
+        to_name: Callable = label_feature.int2str if isinstance(label_feature, datasets.ClassLabel) else str
+        speaker_col = _speaker_column(o, ds.column_names)
+        if speaker_col is not None and speaker_col not in ds.column_names:
+            raise ConfigError(f"task.speaker_column '{speaker_col}' is not a column of '{o.path}'. Columns: {', '.join(ds.column_names)}")
+        speakers = ds[speaker_col] if speaker_col else [None] * len(ds)
+        for i, (audio, label, speaker) in enumerate(zip(ds[o.audio_column], ds[o.label_column], speakers)):
+            name = audio.get("path") or f"{o.path}[{split}][{i}]"
+            path = Path(audio["path"]) if audio.get("bytes") is None and audio.get("path") else None
+            items.append(
+                Item(name, to_name(label), str(speaker) if speaker not in (None, "") else speaker_from_name(name, regexes), path, audio.get("bytes"))
+            )
+    return items
+
+
+SOURCES: dict[str, Callable] = {"folder": from_folder, "manifest": from_manifest, "hub": from_hub}

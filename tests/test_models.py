@@ -1,0 +1,125 @@
+"""Every registered model variant: shapes, finiteness, gradients, sizing, LSTM forget bias."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.config import ConfigError, ModelConfig
+from benchmark.metrics import cross_entropy_loss
+from benchmark.models import MODELS, RecurrentNetwork, count_parameters, parameter_count, resolve_architecture
+from benchmark.models.network import set_forget_bias
+from benchmark.task import Batch, InputKind, Metric, OutputKind, TaskSpec
+
+
+def make_spec(output_kind: OutputKind, input_kind: InputKind = InputKind.CONTINUOUS) -> TaskSpec:
+    return TaskSpec(
+        name="probe",
+        version="1",
+        input_kind=input_kind,
+        input_size=5,
+        output_kind=output_kind,
+        num_outputs=3,
+        loss=cross_entropy_loss,
+        metrics=(Metric("m", lambda o, b: o.new_zeros(len(b)), True),),
+        main_metric="m",
+        padding_idx=0 if input_kind is InputKind.TOKENS else None,
+    )
+
+
+def make_inputs(spec: TaskSpec, batch: int = 4, steps: int = 7) -> torch.Tensor:
+    if spec.input_kind is InputKind.TOKENS:
+        return torch.randint(1, spec.input_size, (batch, steps))
+    return torch.randn(batch, steps, spec.input_size)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("output_kind", list(OutputKind))
+@pytest.mark.parametrize("input_kind", list(InputKind))
+def test_every_variant_forward_backward(name, output_kind, input_kind):
+    torch.manual_seed(0)
+    spec = make_spec(output_kind, input_kind)
+    net = RecurrentNetwork(spec, resolve_architecture(spec, ModelConfig(name=name, hidden_size=8)))
+    x = make_inputs(spec)
+    lengths = torch.tensor([7, 3, 5, 1])
+    for lens in (None, lengths):
+        out = net(x, lens)
+        expected = (4, 7, 3) if output_kind is OutputKind.STEP_CLASSIFICATION else (4, 3)
+        assert out.shape == expected
+        assert torch.isfinite(out).all()
+    out.sum().backward()
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_param_budget_reaches_budget(name):
+    spec = make_spec(OutputKind.SEQUENCE_REGRESSION)
+    arch = resolve_architecture(spec, ModelConfig(name=name, param_budget=20_000))
+    count = parameter_count(spec, arch)
+    assert abs(count - 20_000) / 20_000 < 0.05, (name, arch.hidden_size, count)
+    # the solver picks the closest hidden size: one unit more or less is no closer
+    for h in (arch.hidden_size - 1, arch.hidden_size + 1):
+        other = parameter_count(spec, resolve_architecture(spec, ModelConfig(name=name, hidden_size=h)))
+        assert abs(other - 20_000) >= abs(count - 20_000)
+
+
+def test_parameter_count_is_exact_and_gru_is_three_quarters_of_lstm_recurrence():
+    spec = make_spec(OutputKind.SEQUENCE_REGRESSION)
+    h, f = 16, spec.input_size
+    counts = {}
+    for name in ("rnn", "gru", "lstm"):
+        arch = resolve_architecture(spec, ModelConfig(name=name, hidden_size=h))
+        counts[name] = parameter_count(spec, arch)
+        assert counts[name] == count_parameters(RecurrentNetwork(spec, arch))  # meta count == real count
+    head = h * 3 + 3
+    recurrent = {n: c - head for n, c in counts.items()}
+    assert recurrent["rnn"] == h * f + h * h + 2 * h
+    assert recurrent["gru"] == 3 * recurrent["rnn"]
+    assert recurrent["lstm"] == 4 * recurrent["rnn"]
+
+
+def test_hidden_size_and_budget_together_is_an_error():
+    spec = make_spec(OutputKind.SEQUENCE_REGRESSION)
+    with pytest.raises(ConfigError, match="not both"):
+        resolve_architecture(spec, ModelConfig(name="gru", hidden_size=8, param_budget=1000))
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS.names() if MODELS.get(n).cell == "lstm"])
+def test_lstm_effective_forget_bias(name):
+    spec = make_spec(OutputKind.SEQUENCE_REGRESSION)
+    net = RecurrentNetwork(spec, resolve_architecture(spec, ModelConfig(name=name, hidden_size=6, forget_bias=2.5)))
+    rnn = net.encoder.rnn
+    h = rnn.hidden_size
+    for layer_suffix in [n[len("bias_ih") :] for n, _ in rnn.named_parameters() if n.startswith("bias_ih")]:
+        b_ih, b_hh = getattr(rnn, "bias_ih" + layer_suffix), getattr(rnn, "bias_hh" + layer_suffix)
+        effective = b_ih + b_hh
+        assert torch.allclose(effective[h : 2 * h], torch.full((h,), 2.5))
+        assert not torch.allclose(effective[:h], torch.full((h,), 2.5))  # other gates untouched
+
+
+def test_set_forget_bias_changes_only_forget_gate():
+    lstm = torch.nn.LSTM(3, 4)
+    before = lstm.bias_ih_l0.detach().clone()
+    set_forget_bias(lstm, 0.0)
+    assert torch.equal(lstm.bias_ih_l0[:4], before[:4])
+    assert torch.equal(lstm.bias_ih_l0[8:], before[8:])
+
+
+def test_bidirectional_last_state_uses_backward_state_at_step_zero():
+    torch.manual_seed(0)
+    spec = make_spec(OutputKind.SEQUENCE_REGRESSION)
+    net = RecurrentNetwork(spec, resolve_architecture(spec, ModelConfig(name="bigru", hidden_size=4)))
+    x = torch.randn(2, 6, 5)
+    lengths = torch.tensor([6, 4])
+    outputs, last = net.encoder(x, lengths)
+    # forward half: output at each sequence's last valid step; backward half: output at step 0
+    assert torch.allclose(last[0, :4], outputs[0, 5, :4]) and torch.allclose(last[1, :4], outputs[1, 3, :4])
+    assert torch.allclose(last[:, 4:], outputs[:, 0, 4:])
+    assert torch.all(outputs[1, 4:] == 0)  # nothing computed on padding
+
+
+def test_sequence_batch_length_is_number_of_examples():
+    b = Batch(torch.zeros(3, 5, 2), torch.zeros(3, 1))
+    assert len(b) == 3

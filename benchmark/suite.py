@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from benchmark import tracking
-from benchmark.config import SuiteConfig
+from benchmark.config import RunConfig, SuiteConfig
 from benchmark.runner import RunResult, execute_run
 from benchmark.summary import Summary, summarize
 
@@ -39,9 +40,10 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def run_suite(suite: SuiteConfig, console: Console | None = None) -> SuiteOutcome:
+def run_suite(suite: SuiteConfig, console: Console | None = None, runs: list[RunConfig] | None = None) -> SuiteOutcome:
+    """Run the suite's runs (or ``runs``, e.g. tuned configs from a sweep) that MLflow has not finished."""
     console = console or Console()
-    runs = suite.runs()
+    runs = suite.runs() if runs is None else runs
     mlflow = tracking.client(suite.tracking.tracking_uri)
     exp_id = tracking.experiment_id(mlflow, suite.tracking.experiment)
     pending = [r for r in runs if not tracking.runs_with_key(mlflow, exp_id, r.run_key(), "FINISHED")]
@@ -67,9 +69,9 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> SuiteOutcom
 
 
 def _report_run(console: Console, r: RunResult) -> None:
-    name = f"{r.label} {r.model} seed={r.seed}"
+    name = escape(f"{r.label} {r.model} seed={r.seed}")  # labels hold [...], which rich reads as markup
     if r.status != "FINISHED":
-        console.print(f"[red]x {name}: {r.status} - {r.failure}[/]")
+        console.print(f"[red]x {name}: {r.status} - {escape(r.failure or '')}[/]")
         return
     tests = " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items() if k.startswith("test/"))
     console.print(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
+from rich.markup import escape
 from rich.table import Table
 
 from benchmark.config import RunConfig
@@ -99,7 +100,7 @@ class Summary:
         table = Table(*self.HEADER, title="summary", caption=self.note, caption_justify="left")
         for row in self.rows:
             best = self.best(row.task) is row
-            table.add_row(*self._cells(row), style="bold green" if best else None)
+            table.add_row(*map(escape, self._cells(row)), style="bold green" if best else None)
         return table
 
     def markdown(self, title: str) -> str:

@@ -75,7 +75,15 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from benchmark.models import MODELS
     from benchmark.task import create_task
 
-    suite = load_suite_config(args.config, args.overrides)
+    runs = None
+    if args.from_sweep:  # each study's best config, rerun over fresh seeds as an ordinary suite
+        from benchmark.sweep import load_sweep_config, tuned_suite
+
+        suite, runs = tuned_suite(load_sweep_config(args.from_sweep, [*filter(None, [args.config]), *args.overrides]))
+    elif args.config:
+        suite = load_suite_config(args.config, args.overrides)
+    else:
+        raise ConfigError("give a suite config, or --from-sweep SWEEP_CONFIG")
     for t in suite.tasks:  # validate every name and option before the first run starts
         create_task(t.name, **t.options)
     for m in suite.models:
@@ -83,13 +91,41 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from benchmark.suite import run_suite
 
     console = Console()
-    outcome = run_suite(suite, console)
+    outcome = run_suite(suite, console, runs)
     console.print(outcome.summary.rich_table())
     written = outcome.summary.write(Path(suite.results_dir) / suite.name, f"Suite '{suite.name}'")
     failed = [r for r in outcome.executed if r.status != "FINISHED"]
     console.print(f"summary written to {', '.join(map(str, written))}")
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed; they are recorded in MLflow and will run again on resume.[/]")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from benchmark.sweep import load_sweep_config, outcome_table, run_sweep
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1 (got {args.workers})")
+    sweep = load_sweep_config(args.config, args.overrides)
+    if args.storage:
+        sweep = sweep.model_copy(update={"storage": args.storage})
+    console = Console()
+    outcomes = run_sweep(sweep, args.workers, console)
+    console.print(outcome_table(outcomes, sweep))
+    short = [o for o in outcomes if not o.reached_target]
+    if short:
+        console.print(f"[red]{len(short)} stud(ies) gave up short of {sweep.n_trials} finished trials (too many failures).[/]")
+    return 1 if short else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.report import build_report
+
+    out = Path(args.out or Path("results") / args.experiment)
+    written = build_report(args.tracking_uri, args.experiment, out)
+    print(f"report written to {out}/ ({len(written)} files): {out / 'report.md'}, {out / 'report.html'}")
     return 0
 
 
@@ -116,9 +152,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("suite", help="tasks x models x seeds (the main job); resumable")
-    p.add_argument("config", help="suite config YAML (configs/suites/*.yaml)")
+    p.add_argument("config", nargs="?", help="suite config YAML (configs/suites/*.yaml)")
+    p.add_argument(
+        "--from-sweep",
+        metavar="SWEEP_CONFIG",
+        help="rerun each study's best config of this sweep over its `seeds` (suite '<sweep>-tuned')",
+    )
     p.add_argument("overrides", nargs="*", help=overrides_help + " seeds=[0,1,2]")
     p.set_defaults(func=cmd_suite)
+
+    p = sub.add_parser("sweep", help="Optuna studies per task x model: tune each variant fairly; resumable")
+    p.add_argument("config", help="sweep config YAML (configs/sweeps/*.yaml)")
+    p.add_argument("overrides", nargs="*", help=overrides_help + " n_trials=30 pruner=hyperband")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes on the same studies")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///optuna/<sweep>.db), e.g. postgresql://...")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="comparative report (Markdown + HTML) of an experiment's runs and sweeps")
+    p.add_argument("--experiment", required=True, help="MLflow experiment, e.g. default-suite")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store or server (default: %(default)s)")
+    p.add_argument("--out", help="output folder (default: results/<experiment>)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

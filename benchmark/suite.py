@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from benchmark import tracking
 from benchmark.config import RunConfig, SuiteConfig
 from benchmark.runner import RunResult, execute_run
-from benchmark.summary import Summary, summarize
+from benchmark.summary import Summary, search_all, summarize
 
 
 @dataclass
@@ -46,7 +46,8 @@ def run_suite(suite: SuiteConfig, console: Console | None = None, runs: list[Run
     runs = suite.runs() if runs is None else runs
     mlflow = tracking.client(suite.tracking.tracking_uri)
     exp_id = tracking.experiment_id(mlflow, suite.tracking.experiment)
-    pending = [r for r in runs if not tracking.runs_with_key(mlflow, exp_id, r.run_key(), "FINISHED")]
+    finished = {r.data.tags.get("run_key") for r in search_all(mlflow, exp_id, "attributes.status = 'FINISHED'")}
+    pending = [r for r in runs if r.run_key() not in finished]
     skipped = len(runs) - len(pending)
     console.print(
         f"suite [bold]{suite.name}[/]: {len(runs)} runs ({len(suite.tasks)} tasks x {len(suite.models)} models x "

@@ -28,7 +28,7 @@ RUN_METRICS = {
     "peak_memory_mb": "peak_memory_mb",
     "epochs_trained": "epochs",
 }
-KEY = ("task_label", "model", "seed")  # one cell of a suite
+KEY = ["task_label", "model", "seed"]  # one cell of a suite
 RUN_TAGS = (
     "kind", "task", "task_label", "model", "cell", "layers", "bidirectional", "hidden", "main_metric",
     "device", "torch_version", "git_commit", "suite", "failure_reason", "run_key",
@@ -74,7 +74,7 @@ class Collection:
             if r.status == "FINISHED":
                 why = "superseded by a later finished run of the same task, model and seed"
             else:
-                rerun = ((self.finished[list(KEY)] == (r.task_label, r.model, r.seed)).all(axis=1)).any()
+                rerun = ((self.finished[KEY] == (r.task_label, r.model, r.seed)).all(axis=1)).any()
                 why = r.failure_reason or "no reason recorded"
                 why += "; a later run of it finished" if rerun else "; no finished run of it"
             rows.append({"task_label": r.task_label, "model": r.model, "seed": r.seed, "status": r.status,

@@ -78,7 +78,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/docstrings", help="output folder (default: data/docstrings)")
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES))
-    parser.add_argument("--per-class", type=int, default=2000, help="examples per library, before the split")
+    parser.add_argument("--per-class", type=int, default=1200, help="examples per library, before the split")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -24,7 +24,7 @@ class TextOptions(TaskOptions):
         None, min_length=2, description="class names; string labels are mapped to their index in this list"
     )
     train_split: str = "train"
-    val_split: str | None = Field(None, description="default: 'validation' if present, else carved from train")
+    val_split: str | None = Field(None, description="default: 'validation' if present (and not the test split), else carved from train")
     test_split: str = "test"
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train carved off when there is no val split")
     split_seed: int = Field(1234, description="seed of the carved validation split and of the caps")

@@ -20,7 +20,7 @@ import numpy as np
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from tasks.text.options import TextOptions
-from tasks.text.source import SPLITS, TextSplits, identity, load_splits
+from tasks.text.source import SPLITS, TextSplits, check_source, identity, load_splits
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1  # the order of SPECIALS fixes these ids
@@ -121,6 +121,7 @@ def load_cached(folder: Path) -> ProcessedText | None:
 def prepare(o: TextOptions) -> ProcessedText:
     """The processed data for these options: from the cache, or loaded, checked, tokenized and cached."""
     started = time.perf_counter()
+    check_source(o)
     folder = cache_path(o)
     data = load_cached(folder)
     if data is None:

@@ -167,7 +167,8 @@ def load_splits(o: TextOptions) -> TextSplits:
     check_source(o)
     data = _load(o)
     available = list(data.keys())
-    val_name = o.val_split or ("validation" if "validation" in data else None)
+    # a "validation" split serves as val unless it is the test split (sst2: its test labels are hidden)
+    val_name = o.val_split or ("validation" if "validation" in data and o.test_split != "validation" else None)
     wanted = {"train": (o.train_split, "train_split"), "test": (o.test_split, "test_split")}
     if val_name is not None:
         wanted["val"] = (val_name, "val_split")

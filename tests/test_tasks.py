@@ -96,3 +96,17 @@ def test_unknown_task_option_is_one_clear_line():
         create_task("adding", seq_le=5)
     with pytest.raises(ConfigError, match=r"invalid value for 'task.seq_len'"):
         create_task("adding", seq_len=1)
+
+
+def test_anbn_strings_and_labels():
+    task = create_task("anbn", seq_len=20)
+    batch = task.sample(500, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert batch.lengths.max() <= 20 and batch.lengths.min() >= 2
+    for tokens, length, label in zip(batch.inputs, batch.lengths, batch.targets):
+        string = "".join(" ab"[t] for t in tokens[:length].tolist())
+        assert set(tokens[length:].tolist()) <= {0}  # only padding past the length
+        a, b = string.count("a"), string.count("b")
+        assert string == "a" * a + "b" * b and a >= 1 and b >= 1
+        assert label.item() == int(a == b)
+        assert abs(a - b) <= 2
+    assert 0.35 < batch.targets.float().mean() < 0.65  # balanced classes

@@ -25,7 +25,7 @@ bench: $(STAMP)
 	$(VENV)/bin/rnnbench suite $(SUITE)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db

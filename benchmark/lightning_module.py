@@ -28,13 +28,15 @@ class RecurrentTaskModule(L.LightningModule):
         super().__init__()
         self.network, self.spec, self.train_cfg = network, spec, train
         # Averages accumulate on the device and sync once per epoch: no per-step host round trip.
+        # nan_strategy="disable": the default checks every update on the host (a sync) and drops
+        # NaNs, which would hide a diverged epoch from the check in on_train_epoch_end.
         self.meters = nn.ModuleDict(
             {
-                f"{stage}_{m.name}": MeanMetric()
+                f"{stage}_{m.name}": MeanMetric(nan_strategy="disable")
                 for stage in ("train", "val", "test")
                 for m in spec.metrics
             }
-            | {"train_loss": MeanMetric()}
+            | {"train_loss": MeanMetric(nan_strategy="disable")}
         )
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -43,9 +45,14 @@ class RecurrentTaskModule(L.LightningModule):
     def _score(self, stage: str, output: torch.Tensor, batch: Batch) -> None:
         with torch.no_grad():
             for m in self.spec.metrics:
-                meter = self.meters[f"{stage}_{m.name}"]
-                meter.update(m.fn(output.detach(), batch))
-                self.log(f"{stage}/{m.name}", meter, on_step=False, on_epoch=True, batch_size=len(batch))
+                self.meters[f"{stage}_{m.name}"].update(m.fn(output.detach(), batch))
+
+    def _log_epoch(self, stage: str) -> None:
+        # Logged once per epoch, not per step: each self.log call costs Lightning bookkeeping.
+        for key, meter in self.meters.items():
+            if key.startswith(f"{stage}_"):
+                self.log(key.replace("_", "/", 1), meter.compute(), on_step=False, on_epoch=True)
+                meter.reset()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         output = self(batch)
@@ -53,7 +60,6 @@ class RecurrentTaskModule(L.LightningModule):
         if batch_idx % self.train_cfg.nan_check_every == 0 and nonfinite(loss):
             raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, step {batch_idx}")
         self.meters["train_loss"].update(loss.detach())
-        self.log("train/loss", self.meters["train_loss"], on_step=False, on_epoch=True, batch_size=len(batch))
         self._score("train", output, batch)
         return loss
 
@@ -61,12 +67,19 @@ class RecurrentTaskModule(L.LightningModule):
         # The sampled check above can miss a divergence; the epoch mean cannot.
         if nonfinite(self.meters["train_loss"].compute()):
             raise NonFiniteLossError(f"non-finite training loss in epoch {self.current_epoch}")
+        self._log_epoch("train")
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._score("val", self(batch), batch)
 
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._score("test", self(batch), batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def configure_optimizers(self):
         cfg = self.train_cfg

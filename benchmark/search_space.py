@@ -135,7 +135,8 @@ class SearchSpace:
             try:
                 param = PARAM_TYPES[spec["type"]].model_validate(spec)
             except ValidationError as e:
-                err = e.errors()[0]
+                errors = e.errors()  # a misspelt field also shows up as a missing one: name the typo
+                err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
                 field = ".".join(str(p) for p in err["loc"])
                 if err["type"] == "extra_forbidden":
                     fields = list(PARAM_TYPES[spec["type"]].model_fields)

@@ -15,7 +15,7 @@ from benchmark.report import plots
 from benchmark.report.collect import Collection, collect, val_curves
 from benchmark.report.render import Block, Bullets, Heading, Image, Para, Table, markdown, to_html
 from benchmark.report.stats import ALPHA, LEVEL, PAIRED, WELCH
-from benchmark.report.tables import model_table
+from benchmark.report.tables import by_label, model_table
 from benchmark.report.verdicts import BREAKDOWN_MARGIN, Evidence, _length_axis, all_verdicts, breakdown, fmt
 
 METHOD = (
@@ -43,7 +43,7 @@ def _provenance(runs: pd.DataFrame) -> str:
 
 
 def _ci(row) -> str:
-    return f"{fmt(row.ci_low)} - {fmt(row.ci_high)}" if not math.isnan(row.ci_low) else "n/a (1 seed)"
+    return f"[{fmt(row.ci_low)}, {fmt(row.ci_high)}]" if not math.isnan(row.ci_low) else "n/a (1 seed)"
 
 
 def _vs_best(row) -> str:
@@ -101,7 +101,7 @@ def build_report(tracking_uri: str, experiment: str, out: Path) -> list[Path]:
             doc.append(Bullets(v.evidence))
 
     doc += [Heading("Results per task setting"), Para(METHOD)]
-    for label, t in (table.groupby("task_label", sort=True) if not table.empty else []):
+    for label, t in (by_label(table) if not table.empty else []):
         runs = finished[finished.task_label == label]
         base = t.baseline.iloc[0]
         doc += [

@@ -162,7 +162,8 @@ def _sweeps(mlflow: MlflowClient, exp_id: str) -> list[Sweep]:
                 main_metric=main,
                 higher_is_better=tags.get("higher_is_better") == "true",
                 best_value=p.data.metrics.get("best_value", float("nan")),
-                best_params={k[5:]: v for k, v in p.data.params.items() if k.startswith("best.")},
+                # params normally; tags when an extended study found a better trial (params are immutable)
+                best_params={k[5:]: v for k, v in (p.data.params | tags).items() if k.startswith("best.")},
                 importances=_importances(mlflow, p.info.run_id),
                 trials=pd.DataFrame(rows, columns=["number", "value", "status"]).sort_values("number"),
             )

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
 from benchmark.report.stats import Comparison, compare, holm, mean_ci
+
+
+def natural_key(label: str) -> list:
+    """``adding[seq_len=6]`` before ``adding[seq_len=12]``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
+
+
+def by_label(runs: pd.DataFrame):
+    """(task_label, rows) in natural order of the labels."""
+    for label in sorted(runs.task_label.unique(), key=natural_key):
+        yield label, runs[runs.task_label == label]
 
 
 def seed_values(runs: pd.DataFrame, column: str = "value") -> dict[int, float]:
@@ -19,7 +31,7 @@ def model_table(finished: pd.DataFrame) -> pd.DataFrame:
     The comparisons within one task setting form one family for Holm's correction.
     """
     rows = []
-    for label, task in finished.groupby("task_label", sort=True):
+    for label, task in by_label(finished):
         higher = bool(task.higher_is_better.iloc[0])
         models = {m: g for m, g in task.groupby("model", sort=False)}
         means = {m: mean_ci(g.value)[0] for m, g in models.items()}

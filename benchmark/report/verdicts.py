@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from benchmark.report.stats import ALPHA, compare, holm, mean_ci, ratio_ci
-from benchmark.report.tables import seed_values
+from benchmark.report.tables import by_label, seed_values
 
 BREAKDOWN_MARGIN = 0.10  # a variant "falls to its baseline" once it beats it by less than 10 %
 LENGTH_OPTIONS = ("seq_len", "delay", "length", "T")  # preferred names of a task's length option
@@ -74,7 +74,7 @@ def _cell_pairs(task: pd.DataFrame) -> list[tuple[str, str]]:
 def accuracy(ev: Evidence) -> Verdict:
     q = "Which is more accurate, GRU or LSTM?"
     lines, wins = [], []
-    for label, task in ev.finished.groupby("task_label"):
+    for label, task in by_label(ev.finished):
         pairs = _cell_pairs(task)
         tests = [compare(seed_values(task[task.model == g]), seed_values(task[task.model == l])) for g, l in pairs]
         holm(tests)
@@ -133,7 +133,7 @@ def parameters(ev: Evidence) -> Verdict:
 def speed(ev: Evidence) -> Verdict:
     q = "Is GRU faster to train than LSTM on this hardware?"
     lines, verdicts = [], []
-    for label, task in ev.finished.groupby("task_label"):
+    for label, task in by_label(ev.finished):
         for g, l in _cell_pairs(task):
             a, b = task[task.model == g], task[task.model == l]
             r, lo, hi, test = ratio_ci(seed_values(a, "throughput"), seed_values(b, "throughput"))
@@ -185,17 +185,22 @@ def lengths(ev: Evidence) -> Verdict:
         axis = _length_axis(runs)
         if axis is None:
             continue
-        table = breakdown(runs, axis)
+        table, metric = breakdown(runs, axis), runs.main_metric.iloc[0]
         for model, g in table.groupby("model"):
             g = g.sort_values("length")
             failed = g[~g.beats_baseline]
             first_fail = failed.length.iloc[0] if len(failed) else None
             held = g[g.length < first_fail].length.max() if first_fail is not None else g.length.max()
             holds[(name, model)] = (held if not math.isnan(held) else 0, first_fail is None)
+            if first_fail is None:
+                held_text = f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} at every {axis[5:]} run"
+            elif math.isnan(held):
+                held_text = f"does not beat the baseline by {BREAKDOWN_MARGIN:.0%} even at the shortest, {fmt(first_fail)}"
+            else:
+                held_text = f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} up to {axis[5:]} = {fmt(held)}, falls to it at {fmt(first_fail)}"
             lines.append(
-                f"{name}: {model} beats the baseline by >= {BREAKDOWN_MARGIN:.0%} up to {axis[5:]} = {fmt(held)}; "
-                + (f"falls to it at {fmt(first_fail)}" if first_fail is not None else "never falls to it in the range run")
-                + " (" + ", ".join(f"{fmt(r.length)}: {fmt(r.mean)} vs {fmt(r.baseline)}" for r in g.itertuples()) + ")"
+                f"{name}: {model} {held_text} ({axis[5:]}: mean {metric} vs baseline: "
+                + ", ".join(f"{fmt(r.length)}: {fmt(r.mean)} vs {fmt(r.baseline)}" for r in g.itertuples()) + ")"
             )
     if not holds:
         return Verdict(q, "Inconclusive: no task in this experiment varies its sequence length.")
@@ -218,7 +223,7 @@ def lengths(ev: Evidence) -> Verdict:
 def structure(ev: Evidence) -> Verdict:
     q = "Does bidirectionality or depth help?"
     lines, helped, hurt = [], 0, 0
-    for label, task in ev.finished.groupby("task_label"):
+    for label, task in by_label(ev.finished):
         shape = {m: (g.cell.iloc[0], int(g.layers.iloc[0]), g.bidirectional.iloc[0]) for m, g in task.groupby("model")}
         pairs = []
         for big, (c1, l1, b1) in shape.items():

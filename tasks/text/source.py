@@ -112,11 +112,18 @@ def _load(o: TextOptions):
             f"task.data_files: files must share one format of {', '.join(FORMATS)} (got {', '.join(sorted(suffixes))})"
         )
     builder, kwargs = FORMATS[suffixes.pop()]
-    try:
-        return datasets.load_dataset(builder, data_files=files, cache_dir=str(Path(o.cache_dir) / "datasets"), **kwargs)
-    except Exception as e:  # malformed files: datasets raises several kinds; the first line says what
-        cause = e.__cause__ or e
-        raise ConfigError(f"task.data_files: could not read {files}: {str(cause).splitlines()[0][:300]}") from None
+    data = {}
+    for split, paths in files.items():  # one split at a time: each may have its own columns and types
+        try:
+            data[split] = datasets.load_dataset(
+                builder, data_files={split: paths}, split=split, cache_dir=str(Path(o.cache_dir) / "datasets"), **kwargs
+            )
+        except Exception as e:  # malformed files: datasets raises several kinds; the first line says what
+            cause = e.__cause__ or e
+            if "corresponds to no data" in str(cause):  # a file with a header and no rows
+                raise ConfigError(f"split '{split}' is empty ({', '.join(paths)})") from None
+            raise ConfigError(f"task.data_files: could not read split '{split}' ({', '.join(paths)}): {str(cause).splitlines()[0][:300]}") from None
+    return data
 
 
 def _column(ds, split: str, column: str, option: str) -> list:

@@ -55,6 +55,8 @@ def model_table(finished: pd.DataFrame) -> pd.DataFrame:
                     "mean": mean,
                     "ci_low": lo,
                     "ci_high": hi,
+                    "min": g.value.min(),
+                    "max": g.value.max(),
                     "n": int(g.value.notna().sum()),
                     "seeds": " ".join(map(str, sorted(g.seed))),
                     "baseline": g.baseline.iloc[0],

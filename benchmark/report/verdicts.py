@@ -174,6 +174,7 @@ def breakdown(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
         base = g.baseline.iloc[0]
         gain = (mean - base if g.higher_is_better.iloc[0] else base - mean) / abs(base) if base else math.nan
         rows.append({"model": model, "length": length, "mean": mean, "ci_low": lo, "ci_high": hi,
+                     "min": g.value.min(), "max": g.value.max(),
                      "baseline": base, "gain": gain, "beats_baseline": gain >= BREAKDOWN_MARGIN})  # fmt: skip
     return pd.DataFrame(rows)
 

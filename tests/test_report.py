@@ -1,0 +1,228 @@
+"""The comparative report, built from a real MLflow store that a tiny real suite filled."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+from scipy import stats
+
+from benchmark import cli
+from benchmark.config import ConfigError, RunConfig, SuiteConfig
+from benchmark.report import build_report
+from benchmark.report.collect import collect
+from benchmark.report.plots import pareto_front
+from benchmark.report.screenshot import find_browser, screenshot
+from benchmark.report.stats import PAIRED, WELCH, Comparison, compare, holm, mean_ci, ratio_ci
+from benchmark.runner import execute_run
+from benchmark.suite import run_suite
+
+LENGTHS = (4, 8)
+TINY_TASK = {"name": "adding", "train_size": 128, "val_size": 32, "test_size": 32}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """Suite gru x lstm x 2 seeds x 2 lengths, one failed run, one deleted run, one sweep; then the report."""
+    root = tmp_path_factory.mktemp("report")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    tracking = {"tracking_uri": uri, "experiment": "tiny"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # MLflow's artifact folder goes under the working directory
+        suite = SuiteConfig.model_validate(
+            {
+                "name": "tiny",
+                "tasks": [{**TINY_TASK, "seq_len": n} for n in LENGTHS],
+                "models": ["gru", "lstm"],
+                "seeds": [0, 1],
+                "model": {"hidden_size": 4},
+                "train": {"batch_size": 32, "max_epochs": 2},
+                "tracking": tracking,
+            }
+        )
+        run_suite(suite, Console(quiet=True))
+        # a run that fails inside the runner (no such accelerator here) is recorded FAILED
+        bad = RunConfig.model_validate(
+            {"task": {**TINY_TASK, "seq_len": 4}, "model": {"name": "rnn", "hidden_size": 4},
+             "train": {"accelerator": "mps"}, "tracking": tracking}  # fmt: skip
+        )
+        assert execute_run(bad).status == "FAILED"
+        mlflow = MlflowClient(uri)
+        exp = mlflow.get_experiment_by_name("tiny").experiment_id
+        deleted = mlflow.search_runs([exp], "tags.task_label = 'adding[seq_len=8]' and tags.model = 'lstm' and tags.seed = '1'")
+        mlflow.delete_run(deleted[0].info.run_id)
+        _fake_sweep(mlflow, exp, root)
+        out = root / "results" / "tiny"
+        written = build_report(uri, "tiny", out)
+    finished = mlflow.search_runs([exp], "attributes.status = 'FINISHED' and tags.kind = 'run'")
+    return SimpleNamespace(uri=uri, out=out, written=written, finished=finished, md=(out / "report.md").read_text())
+
+
+def _fake_sweep(mlflow: MlflowClient, exp: str, root: Path) -> None:
+    """A sweep parent and its trials, tagged as the sweep issue's convention says."""
+    tags = {"kind": "sweep", "study_name": "tiny-adding-gru", "task": "adding", "task_label": "adding[seq_len=4]",
+            "model": "gru", "main_metric": "mse", "higher_is_better": "false"}  # fmt: skip
+    parent = mlflow.create_run(exp, run_name="tiny-adding-gru", tags=tags).info.run_id
+    for number, value in enumerate([0.5, 0.3, 0.4]):
+        child = mlflow.create_run(
+            exp, tags={"kind": "trial", "mlflow.parentRunId": parent, "trial_number": str(number), "study_name": "tiny-adding-gru"}
+        ).info.run_id
+        mlflow.log_metric(child, "best_val/mse", value)
+        mlflow.set_terminated(child, "FINISHED")
+    mlflow.log_metric(parent, "best_value", 0.3)
+    mlflow.log_param(parent, "best.train.lr", "0.003")
+    path = root / "importances.json"
+    path.write_text(json.dumps({"train.lr": 0.7, "model.hidden_size": 0.3}))
+    mlflow.log_artifact(parent, str(path))
+    mlflow.set_terminated(parent, "FINISHED")
+
+
+# ----------------------------------------------------------------------------- statistics on known numbers
+
+
+def test_mean_ci_matches_hand_computed_t_interval():
+    mean, lo, hi = mean_ci([1.0, 2.0, 3.0, 4.0])
+    half = 3.182446305284263 * math.sqrt(5 / 3) / 2  # t(0.975, df=3) * s / sqrt(n), s^2 = 5/3
+    assert mean == 2.5 and lo == pytest.approx(2.5 - half) and hi == pytest.approx(2.5 + half)
+    assert math.isnan(mean_ci([1.0])[1])
+
+
+def test_paired_t_test_by_seed_matches_closed_form():
+    c = compare({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 4.0, 2: 6.0})
+    # differences -1, -2, -3: t = -2 / (1 / sqrt 3); with 2 df the two-sided p is 1 - |t| / sqrt(t^2 + 2)
+    t = 2 * math.sqrt(3)
+    assert (c.test, c.n, c.diff) == (PAIRED, 3, -2.0)
+    assert c.p == pytest.approx(1 - t / math.sqrt(t * t + 2))
+
+
+def test_welch_when_seeds_differ_matches_hand_computed():
+    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 9.0]
+    c = compare(dict(enumerate(a)), {10 + i: v for i, v in enumerate(b)})
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    t = (np.mean(a) - np.mean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    assert c.test == WELCH
+    assert c.p == pytest.approx(2 * stats.t.sf(abs(t), df))
+
+
+def test_holm_adjustment():
+    cs = [Comparison(PAIRED, 2, 0.0, p) for p in (0.01, 0.04, 0.03, math.nan)]
+    holm(cs)
+    # sorted 0.01, 0.03, 0.04 -> 3*0.01, max(0.03, 2*0.03), max(0.06, 1*0.04); untested stays NaN
+    assert [c.p_holm for c in cs[:3]] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(cs[3].p_holm)
+    assert [c.significant for c in cs[:3]] == [True, False, False]
+
+
+def test_ratio_ci_is_a_t_interval_of_log_ratios():
+    r, lo, hi, test = ratio_ci({0: 2.0, 1: 8.0}, {0: 1.0, 1: 2.0})  # per-seed ratios 2 and 4
+    half = 12.706204736174707 * (math.log(2) / math.sqrt(2)) / math.sqrt(2)
+    assert test == PAIRED
+    assert r == pytest.approx(2**1.5)
+    assert (lo, hi) == pytest.approx((math.exp(1.5 * math.log(2) - half), math.exp(1.5 * math.log(2) + half)))
+
+
+def test_pareto_front():
+    cost = np.array([1.0, 2.0, 3.0, 2.5])
+    mse = np.array([0.5, 0.2, 0.1, 0.3])  # the last is beaten by the second on both
+    assert pareto_front(cost, mse, higher=False).tolist() == [True, True, True, False]
+
+
+# ----------------------------------------------------------------------------- the report itself
+
+
+def test_tables_match_the_recorded_metrics(report):
+    table = pd.read_csv(report.out / "models.csv")
+    recorded = pd.DataFrame(
+        {
+            "task_label": [r.data.tags["task_label"] for r in report.finished],
+            "model": [r.data.tags["model"] for r in report.finished],
+            "value": [r.data.metrics["test/mse"] for r in report.finished],
+            "params": [int(r.data.tags["param_count"]) for r in report.finished],
+            "seq_s": [r.data.metrics["throughput_seq_per_s"] for r in report.finished],
+        }
+    )
+    assert len(table) == 4 and len(recorded) == 7  # 2 lengths x 2 models; 8 runs less the deleted one
+    for row in table.itertuples():
+        mine = recorded[(recorded.task_label == row.task_label) & (recorded.model == row.model)]
+        assert row.n == len(mine)
+        assert row.mean == pytest.approx(mine.value.mean())
+        assert row.param_count == mine.params.iloc[0]
+        assert row.throughput_seq_per_s == pytest.approx(mine.seq_s.mean())
+        assert row.baseline == pytest.approx(1 / 6)
+        assert f"| {row.model} |" in report.md or f"| **{row.model}** |" in report.md
+    for label, t in table.groupby("task_label"):
+        assert (t.status == "best").sum() == 1
+        best = t[t.status == "best"].iloc[0]
+        assert (t["mean"] >= best["mean"]).all()  # mse: lower is better
+    lone = table[(table.task_label == "adding[seq_len=8]") & (table.model == "lstm")].iloc[0]
+    assert lone.n == 1 and math.isnan(lone.ci_low)
+    assert "paired t-test" in report.md and "Holm" in report.md
+
+
+def test_failed_and_missing_runs_are_listed(report):
+    excluded = pd.read_csv(report.out / "excluded_runs.csv")
+    failed = excluded[excluded.status == "FAILED"]
+    assert failed.model.tolist() == ["rnn"] and "mps" in failed.reason.iloc[0].lower()
+    missing = excluded[excluded.status == "MISSING"]
+    assert {(r.task_label, r.model, r.seed) for r in missing.itertuples()} == {
+        ("adding[seq_len=8]", "lstm", 1),
+        ("adding[seq_len=4]", "rnn", 1),
+    }
+    section = report.md.split("## Runs not counted")[1]
+    assert "FAILED" in section and section.count("MISSING") == 2
+
+
+def test_verdicts_answer_with_numbers(report):
+    verdicts = pd.read_csv(report.out / "verdicts.csv").set_index("question")
+    answers = verdicts.answer.to_dict()
+    assert len(answers) == 6
+    params = verdicts.loc["Does GRU have fewer parameters than LSTM at equal hidden size?"]
+    assert params.answer.startswith("Yes") and "0.75x" in params.answer
+    assert "ratio" in params.evidence
+    lengths = answers["Which handles longer dependencies?"]
+    assert "does not vary" not in lengths  # the suite ran two lengths
+    assert "train.lr (0.70)" in answers["Which hyperparameters matter most?"]
+    assert answers["Does bidirectionality or depth help?"].startswith("Inconclusive")  # no such pair ran
+
+
+def test_sweeps_are_read_without_polluting_the_runs(report):
+    c = collect(report.uri, "tiny")
+    assert set(c.runs.kind) == {"run"}
+    (sweep,) = c.sweeps
+    assert sweep.best_value == 0.3 and sweep.best_params == {"train.lr": "0.003"}
+    assert sweep.trials.value.tolist() == [0.5, 0.3, 0.4]
+    assert (report.out / "plots" / "importance_tiny-adding-gru.png").is_file()
+
+
+def test_outputs_are_self_contained(report):
+    html = (report.out / "report.html").read_text()
+    pngs = sorted((report.out / "plots").glob("*.png"))
+    assert len(pngs) >= 6  # curves and cost per setting, length, sweep importance and history
+    assert html.count("src='data:image/png;base64,") == len(pngs)
+    assert "http://" not in html and "https://" not in html
+    for png in pngs:
+        assert f"(plots/{png.name})" in report.md
+    assert {p.name for p in report.out.glob("*.csv")} >= {"runs.csv", "models.csv", "excluded_runs.csv", "lengths.csv"}
+
+
+def test_unknown_and_empty_experiments_are_one_line_errors(mlflow_uri, capsys):
+    MlflowClient(mlflow_uri).create_experiment("empty")
+    with pytest.raises(ConfigError, match="holds no runs"):
+        build_report(mlflow_uri, "empty", Path("out"))
+    assert cli.main(["report", "--experiment", "nope", "--tracking-uri", mlflow_uri]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rnnbench: error: experiment 'nope' not found") and "empty" in err and "\n" not in err
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no headless Chromium here (apt-get install -y chromium)")
+def test_html_renders_in_headless_chromium(report, tmp_path):
+    png = screenshot(report.out / "report.html", tmp_path / "shot.png", width=900, height=1200)
+    assert png.stat().st_size > 20_000  # a blank page is a few kB

@@ -1,0 +1,68 @@
+"""The ``text`` task: sequence classification of real text, from the hub or local files."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmark import metrics
+from benchmark.task import Baseline, InputKind, Metric, OutputKind, Task, TaskSpec, register_task
+from tasks.text.batching import TextDataModule
+from tasks.text.options import TextOptions
+from tasks.text.processed import PAD_ID, ProcessedText, prepare
+from tasks.text.source import source_name
+
+# options that name a setting in run labels (beside the data set's name) when off their defaults
+LABELLED = ("tokenizer", "vocab_size", "max_length", "max_train_examples")
+
+
+@register_task
+class TextClassification(Task):
+    """Classify whole texts (one label per text); accuracy against the majority class of train."""
+
+    name = "text"
+    version = "1"
+    description = "text classification on a hub data set or local CSV/TSV/JSON/parquet files (accuracy)"
+    Options = TextOptions
+
+    _data: ProcessedText | None = None
+
+    @property
+    def label(self) -> str:
+        o = self.options
+        shown = [source_name(o)] if (o.dataset or o.data_files) else []
+        defaults = TextOptions.model_fields
+        shown += [f"{k}={getattr(o, k)}" for k in LABELLED if getattr(o, k) != defaults[k].default]
+        return f"{self.name}[{','.join(shown)}]" if shown else self.name
+
+    @property
+    def data(self) -> ProcessedText:
+        """Loaded, checked and tokenized once per instance (from the disk cache when possible)."""
+        if self._data is None:
+            self._data = prepare(self.options)
+        return self._data
+
+    def spec(self) -> TaskSpec:
+        data = self.data  # bad data fails here: the runner calls spec() before it creates the MLflow run
+        train, test = data.splits["train"], data.splits["test"]
+        majority = int(np.bincount(train.labels).argmax())
+        return TaskSpec(
+            name=self.name,
+            version=self.version,
+            input_kind=InputKind.TOKENS,
+            input_size=data.vocab_size,
+            output_kind=OutputKind.SEQUENCE_CLASSIFICATION,
+            num_outputs=len(data.label_names),
+            loss=metrics.cross_entropy_loss,
+            metrics=(Metric("accuracy", metrics.accuracy, higher_is_better=True),),
+            main_metric="accuracy",
+            baseline=Baseline(
+                f"majority class of train ({data.label_names[majority]})",
+                {"accuracy": float((test.labels == majority).mean())},
+            ),
+            padding_idx=PAD_ID,
+            extra={"classes": data.label_names, "vocab_size": data.vocab_size, "train_size": len(train)},
+        )
+
+    def datamodule(self, batch_size: int, seed: int) -> TextDataModule:
+        data = self.data
+        return TextDataModule(data.splits, batch_size, seed, self.options.bucket_batches, data.stats)

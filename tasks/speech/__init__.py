@@ -89,6 +89,21 @@ class Speech(Task):
 
     _data: SpeechData | None = None
 
+    @classmethod
+    def smoke_options(cls, workdir) -> dict:
+        """Writes a tiny audio folder: 3 tones x 3 speakers (pitch) x 2 takes, 0.25 s at 8 kHz."""
+        import soundfile as sf
+
+        root = workdir / "speech-smoke"
+        t = np.arange(2000) / 8000
+        for c, label in enumerate(("low", "mid", "high")):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            for s in range(3):
+                for k in range(2):
+                    tone = 0.3 * np.sin(2 * np.pi * 300 * (c + 1) * (1 + 0.05 * s) * t) * (1 - 0.3 * k)
+                    sf.write(root / label / f"{c}_spk{s}_{k}.wav", tone.astype(np.float32), 8000)
+        return {"path": str(root), "sample_rate": 8000, "duration_s": 0.25, "n_mels": 20, "n_mfcc": 10, "hop_ms": 16, "win_ms": 32}
+
     def _check(self) -> None:
         o = self.options
         nyquist = o.sample_rate / 2

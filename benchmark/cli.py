@@ -129,6 +129,75 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_speed(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+
+    from benchmark.models import MODELS
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is visible to torch")
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    console = Console()
+    models = _model_names(MODELS, args.cells) if args.cells else None
+    if args.overhead:
+        from benchmark.overhead import measure_overhead, summary_lines
+
+        if args.steps < 1 or args.repeats < 1:
+            raise ConfigError(f"--steps and --repeats must be at least 1 (got {args.steps}, {args.repeats})")
+        model = models[0] if models else "gru"
+        batch = args.batch[0] if args.batch else 64
+        options = {"seq_len": args.seq_len[0] if args.seq_len else 50}
+        result = measure_overhead("adding", model, batch, args.steps, args.repeats, options)
+        lines = summary_lines(result, f"adding T={options['seq_len']}", model, batch, args.steps, threads)
+        print("\n".join(lines))
+        return 0
+
+    from benchmark import speed, speed_report
+
+    preset = speed.PRESETS[args.preset]
+    models = models or list(preset["cells"])
+    if args.hidden or args.batch or args.seq_len:
+        if args.preset == "deepbench":
+            raise ConfigError("--preset deepbench is a fixed list of shapes; drop it to give --hidden/--batch/--seq-len")
+        cpu = speed.PRESETS["cpu"]["shapes"]
+        axes = [given or sorted({getattr(s, a) for s in cpu}) for given, a in ((args.hidden, "hidden"), (args.batch, "batch"), (args.seq_len, "seq_len"))]
+        shapes = list(speed._grid(*axes))
+    else:
+        shapes = list(preset["shapes"])
+    impls = args.impls or list(preset["impls"])
+    done = []
+
+    def progress(row):
+        done.append(row)
+        console.print(f"[dim]{len(done)}/{len(models) * len(shapes) * len(impls) * 2} {row.impl} {row.model} H={row.hidden} B={row.batch} T={row.seq_len} {row.mode}: "
+                      + (f"{row.median_ms:.3g} ms" if row.runs else row.note) + "[/]", highlight=False)
+
+    rows = speed.run_grid(models, shapes, impls, device, threads, args.min_run_time, not args.no_memory, progress, args.clock)
+    written = speed_report.report(rows, device, threads, Path(args.out), console)
+    console.print(f"written: {', '.join(map(str, written))}")
+    if args.track:
+        n = speed_report.track(rows, device, args.tracking_uri, args.experiment)
+        console.print(f"{n} MLflow runs in experiment '{args.experiment}' at {args.tracking_uri}")
+    return 0
+
+
+def _model_names(registry, patterns: list[str]) -> list[str]:
+    names = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            found = registry.names(pattern)
+        else:
+            registry.get(pattern)  # an unknown name raises with "did you mean"
+            found = [pattern]
+        if not found:
+            raise ConfigError(f"--cells '{pattern}' matches no model. Valid choices: {', '.join(registry.names())}")
+        names += [n for n in found if n not in names]
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnbench", description="GRU or LSTM: which, when, and at what cost?")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -173,6 +242,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store or server (default: %(default)s)")
     p.add_argument("--out", help="output folder (default: results/<experiment>)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("speed", help="forward/backward time of the cells over shapes; --overhead: framework vs plain loop")
+    p.add_argument("--cells", nargs="+", metavar="MODEL", help="model variants or globs (default: the preset's), e.g. gru lstm 'bi*'")
+    p.add_argument("--hidden", nargs="+", type=int, help="hidden sizes (replace the preset's shapes with a grid)")
+    p.add_argument("--batch", nargs="+", type=int, help="batch sizes")
+    p.add_argument("--seq-len", nargs="+", type=int, help="sequence lengths")
+    p.add_argument("--preset", choices=("cpu", "deepbench"), default="cpu", help="cpu: small grid (default); deepbench: DeepBench's RNN training shapes (GPU)")
+    p.add_argument("--impls", nargs="+", choices=("torch", "reference", "compiled"), help="torch (cuDNN/ATen), reference (step-by-step cells), compiled (torch.compile of them)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's, from OMP_NUM_THREADS or the cores)")
+    p.add_argument("--min-run-time", type=float, default=0.1, help="seconds of timing per configuration (default: %(default)s)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall time (default) or process CPU time (for a shared, busy CPU)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
+    p.add_argument("--out", default="results/speed", help="folder for the CSVs and plot (default: %(default)s)")
+    p.add_argument("--track", action="store_true", help="also log one MLflow run per model x shape x impl")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    p.add_argument("--experiment", default="speed")
+    p.add_argument("--overhead", action="store_true", help="framework vs a plain PyTorch loop on adding T=50 (gru, batch 64)")
+    p.add_argument("--steps", type=int, default=100, help="--overhead: training steps per run (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=5, help="--overhead: alternating repeats (default: %(default)s)")
+    p.set_defaults(func=cmd_speed)
     return parser
 
 

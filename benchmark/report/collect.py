@@ -75,7 +75,10 @@ class Collection:
                 why = "superseded by a later finished run of the same task, model and seed"
             else:
                 rerun = ((self.finished[KEY] == (r.task_label, r.model, r.seed)).all(axis=1)).any()
-                why = r.failure_reason or "no reason recorded"
+                why = r.failure_reason or (
+                    "still running, or its process died (a resumed suite marks it KILLED)" if r.status == "RUNNING"
+                    else "no reason recorded"
+                )  # fmt: skip
                 why += "; a later run of it finished" if rerun else "; no finished run of it"
             rows.append({"task_label": r.task_label, "model": r.model, "seed": r.seed, "status": r.status,
                          "run_id": r.run_id, "reason": why})

@@ -1,0 +1,298 @@
+"""Kernel speed of the recurrent cells, DeepBench style: forward and forward+backward over shapes.
+
+    rnnbench speed                                   # CPU grid, ~2 min on 2 cores
+    rnnbench speed --cells gru lstm --hidden 128 512 --seq-len 25 50 100
+    rnnbench speed --preset deepbench --device cuda  # DeepBench's training shapes (GPU)
+
+Each configuration is one recurrent module (input size = hidden size, as DeepBench), batch-first
+input ``(batch, seq_len, hidden)``, timed by ``torch.utils.benchmark.Timer`` (warm-up, blocked
+repeats, median and IQR; it synchronizes CUDA around each block). "forward" runs with autograd
+recording, as in training; "forward+backward" adds the backward pass to the input and weights.
+Implementations: ``torch`` (``torch.nn.RNN/GRU/LSTM``: cuDNN on GPU, oneDNN/ATen on CPU),
+``reference`` (the step-by-step cells of ``benchmark.models.reference``) and ``compiled`` (the
+same loop with each cell function ``torch.compile``-d).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import platform
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from unittest import mock
+
+import torch
+from torch.utils import benchmark as tbench
+
+from benchmark.models import MODELS, reference
+from benchmark.models.network import CELLS
+
+IMPLS = ("torch", "reference", "compiled")
+# "cpu" = process CPU time: on a shared, oversubscribed CPU it leaves out the time other processes
+# hold the cores (and, with several threads, it sums them). "wall" is the usual choice.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+COMPILE_BUDGET_S = 120.0  # total warm-up (compile) time after which "compiled" rows are skipped
+MODES = ("forward", "forward+backward")
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden: int
+    batch: int
+    seq_len: int
+
+
+def _grid(hidden, batch, seq_len) -> tuple[Shape, ...]:
+    return tuple(Shape(h, b, t) for h, b, t in itertools.product(hidden, batch, seq_len))
+
+
+# DeepBench's RNN training set (baidu-research/DeepBench, code/kernels/rnn_problems.h): its
+# (hidden, batch, timesteps) shapes, run here for every selected cell so GRU and LSTM meet on each.
+_DEEPBENCH = (
+    [(h, b, 50) for h in (1760, 2048, 2560) for b in (16, 32, 64, 128)]
+    + [(h, b, 25) for h in (512, 1024, 2048, 4096) for b in (16, 32, 64, 128)]
+    + [(1536, b, 50) for b in (8, 16, 32)]
+    + [(256, b, 150) for b in (16, 32, 64)]
+    + [(h, 32, t) for h in (2816, 2048, 1536, 2560) for t in (750, 375, 187)]
+    + [(2048, 32, 1500), (1536, 32, 1500), (2560, 32, 1500), (512, 32, 1), (1024, 32, 1500), (1024, 64, 1500)]
+)
+# CPU: a cross around H=128, B=32, T=32 (three points along T and along H), to stay ~2-3 minutes.
+PRESETS: dict[str, dict] = {
+    "cpu": {
+        "shapes": (Shape(128, 32, 16), Shape(128, 32, 32), Shape(128, 32, 64), Shape(64, 32, 32), Shape(256, 32, 32)),
+        "cells": ("rnn", "gru", "lstm", "bigru", "bilstm", "gru-2l", "lstm-2l"),
+        "impls": IMPLS,
+    },
+    "deepbench": {
+        "shapes": tuple(Shape(*s) for s in _DEEPBENCH),
+        "cells": ("rnn", "gru", "lstm"),
+        "impls": ("torch",),
+    },
+}
+
+
+@dataclass
+class Measurement:
+    device: str
+    threads: int
+    torch_version: str
+    impl: str
+    model: str
+    cell: str
+    layers: int
+    bidirectional: bool
+    hidden: int
+    batch: int
+    seq_len: int
+    mode: str
+    median_ms: float = math.nan
+    iqr_ms: float = math.nan
+    runs: int = 0
+    seq_per_s: float = math.nan
+    peak_memory_mb: float = math.nan
+    first_call_s: float = math.nan  # warm-up call: includes compilation for "compiled"
+    clock: str = "wall"
+    note: str = ""
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def device_label(device: torch.device, threads: int) -> str:
+    """Short, file-name-safe: ``cpu-2threads`` or ``cuda-nvidia-h100-80gb-hbm3``."""
+    if device.type == "cuda":
+        return "cuda-" + re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
+    return f"cpu-{threads}threads"
+
+
+def file_stem(device: torch.device, threads: int) -> str:
+    """timm-style result name: where it was measured and with which torch."""
+    return f"speed-{device_label(device, threads)}-torch{torch.__version__.split('+')[0]}"
+
+
+def describe_device(device: torch.device, threads: int) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})"
+    return f"CPU {platform.processor() or platform.machine()}, {threads} thread(s)"
+
+
+# ----------------------------------------------------------------------------- one configuration
+
+
+def build(model: str, shape: Shape, impl: str, device: torch.device) -> torch.nn.Module:
+    variant = MODELS.get(model)
+    module = CELLS[variant.cell](
+        shape.hidden, shape.hidden, num_layers=variant.num_layers, bidirectional=variant.bidirectional, batch_first=True
+    ).to(device)
+    return module if impl == "torch" else reference.ReferenceRecurrent.from_torch(module)
+
+
+@contextlib.contextmanager
+def compiled_cells():
+    """The reference loop with each cell function compiled (dynamic shapes: one graph per cell)."""
+    compiled = {name: torch.compile(fn, dynamic=True) for name, fn in reference.CELL_FUNCTIONS.items()}
+    with mock.patch.dict(reference.CELL_FUNCTIONS, compiled):
+        yield
+
+
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot run here, or None."""
+    if device.type == "cpu" and not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
+        return "n/a: torch.compile on CPU needs a C++ compiler (none on PATH)"
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "n/a: torch.compile on CUDA needs triton"
+    return None
+
+
+def step_function(module: torch.nn.Module, shape: Shape, mode: str, device: torch.device):
+    x = torch.randn(shape.batch, shape.seq_len, shape.hidden, device=device, requires_grad=mode != "forward")
+
+    def forward():
+        return module(x)[0]
+
+    if mode == "forward":
+        return forward
+    grad = torch.ones(shape.batch, shape.seq_len, shape.hidden * (2 if _bidirectional(module) else 1), device=device)
+
+    def forward_backward():
+        forward().backward(grad)
+
+    return forward_backward
+
+
+def _bidirectional(module) -> bool:
+    return getattr(module, "bidirectional", False) or getattr(module, "directions", 1) == 2
+
+
+def peak_memory_mb(fn, device: torch.device) -> float:
+    """Memory allocated by one call above what was allocated before it.
+
+    CUDA: the caching allocator's peak (``max_memory_allocated``). CPU: the peak of the torch
+    profiler's memory timeline (every tensor allocation and free on the CPU), since CPU tensors
+    have no allocator statistics and RSS hides reuse inside malloc.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        fn()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "memory.json"
+        with warnings.catch_warnings():  # deprecated for CUDA snapshots; still the CPU timeline
+            warnings.simplefilter("ignore", FutureWarning)
+            prof.export_memory_timeline(str(path), device="cpu")
+        _, sizes = json.loads(path.read_text())
+    totals = [sum(row) for row in sizes]
+    return (max(totals) - totals[0]) / 2**20 if totals else math.nan
+
+
+def measure(
+    model: str,
+    shape: Shape,
+    impl: str,
+    mode: str,
+    device: torch.device,
+    threads: int,
+    min_run_time: float,
+    memory: bool = True,
+    clock: str = "wall",
+) -> Measurement:
+    variant = MODELS.get(model)
+    row = Measurement(
+        device=describe_device(device, threads),
+        threads=threads,
+        torch_version=torch.__version__,
+        impl=impl,
+        model=model,
+        cell=variant.cell,
+        layers=variant.num_layers,
+        bidirectional=variant.bidirectional,
+        hidden=shape.hidden,
+        batch=shape.batch,
+        seq_len=shape.seq_len,
+        mode=mode,
+        clock=clock,
+    )
+    fn = step_function(build(model, shape, impl, device), shape, mode, device)
+    started = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    row.first_call_s = time.perf_counter() - started
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, timer=CLOCKS[clock], label=model, description=impl)
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    row.median_ms, row.iqr_ms, row.runs = m.median * 1e3, m.iqr * 1e3, len(m.times)
+    row.seq_per_s = shape.batch / m.median
+    if memory:
+        row.peak_memory_mb = peak_memory_mb(fn, device)
+    return row
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+def run_grid(
+    models: list[str],
+    shapes: list[Shape],
+    impls: list[str],
+    device: torch.device,
+    threads: int,
+    min_run_time: float = 0.1,
+    memory: bool = True,
+    on_row=None,
+    clock: str = "wall",
+    compile_budget_s: float = COMPILE_BUDGET_S,
+) -> list[Measurement]:
+    """Every model x shape x impl x mode; a failing configuration becomes a row with a ``note``."""
+    torch.set_num_threads(threads)
+    rows: list[Measurement] = []
+    unavailable = compile_unavailable(device) if "compiled" in impls else None
+    compile_s = 0.0
+    for impl in impls:
+        context = compiled_cells() if impl == "compiled" and not unavailable else contextlib.nullcontext()
+        with context:
+            for model, shape, mode in itertools.product(models, shapes, MODES):
+                try:
+                    if impl == "compiled" and unavailable:
+                        raise _NotAvailable(unavailable)
+                    if impl == "compiled" and compile_s > compile_budget_s:
+                        raise _NotAvailable(f"n/a: skipped, torch.compile warm-ups took {compile_s:.0f} s (> {compile_budget_s:.0f} s budget)")
+                    row = measure(model, shape, impl, mode, device, threads, min_run_time, memory, clock)
+                    if impl == "compiled":
+                        compile_s += row.first_call_s
+                except Exception as e:  # one broken configuration must not end the benchmark
+                    variant = MODELS.get(model)
+                    note = str(e) if isinstance(e, _NotAvailable) else f"n/a: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                    row = Measurement(
+                        describe_device(device, threads), threads, torch.__version__, impl, model, variant.cell,
+                        variant.num_layers, variant.bidirectional, shape.hidden, shape.batch, shape.seq_len, mode, clock=clock, note=note,
+                    )
+                rows.append(row)
+                if on_row:
+                    on_row(row)
+    return rows
+
+
+class _NotAvailable(RuntimeError):
+    pass
+
+
+def as_dicts(rows: list[Measurement]) -> list[dict]:
+    return [asdict(r) for r in rows]

@@ -1,0 +1,248 @@
+"""What ``rnnbench speed`` shows and writes: tables, scaling fits, CSV, plot, MLflow runs."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+from scipy import stats
+
+from benchmark.speed import MODES, Measurement
+
+
+@dataclass
+class Fit:
+    impl: str
+    model: str
+    mode: str
+    axis: str  # "seq_len": linear fit ms = slope*T + intercept; "hidden": power law ms ∝ H^slope
+    fixed: str
+    points: int
+    slope: float
+    intercept: float
+    r2: float
+
+
+def _ok(rows: list[Measurement]) -> list[Measurement]:
+    return [r for r in rows if math.isfinite(r.median_ms)]
+
+
+def scaling_fits(rows: list[Measurement]) -> list[Fit]:
+    """Cost against sequence length (linear fit) and hidden size (log-log fit), with the others fixed."""
+    fits = []
+    for axis, others in _AXES:
+        groups = defaultdict(list)
+        for r in _ok(rows):
+            groups[(r.impl, r.model, r.mode, *(getattr(r, o) for o in others))].append(r)
+        for (impl, model, mode, *fixed), members in groups.items():
+            x = np.array([getattr(r, axis) for r in members], dtype=float)
+            y = np.array([r.median_ms for r in members])
+            if len(set(x)) < 3:
+                continue
+            if axis == "hidden":
+                x, y = np.log(x), np.log(y)
+            fit = stats.linregress(x, y)
+            label = ", ".join(f"{o}={v}" for o, v in zip(others, fixed))
+            fits.append(Fit(impl, model, mode, axis, label, len(members), fit.slope, fit.intercept, fit.rvalue**2))
+    return fits
+
+
+def lstm_gru_ratios(rows: list[Measurement]) -> list[dict]:
+    """LSTM time / GRU time at each shape, implementation and mode where both were measured."""
+    times = {(r.impl, r.model, r.hidden, r.batch, r.seq_len, r.mode): r.median_ms for r in _ok(rows)}
+    out = []
+    for (impl, model, h, b, t, mode), gru in sorted(times.items()):
+        if model != "gru":
+            continue
+        lstm = times.get((impl, "lstm", h, b, t, mode))
+        if lstm is not None:
+            out.append({"impl": impl, "hidden": h, "batch": b, "seq_len": t, "mode": mode, "gru_ms": gru, "lstm_ms": lstm, "lstm_over_gru": lstm / gru})
+    return out
+
+
+# ----------------------------------------------------------------------------- stdout
+
+
+def _ms(r: Measurement | None) -> str:
+    if r is None:
+        return ""
+    if not math.isfinite(r.median_ms):
+        return "n/a"
+    return f"{r.median_ms:.3g} ±{r.iqr_ms / 2:.2g}"
+
+
+def _short(mode: str) -> str:
+    return "fwd" if mode == "forward" else "fwd+bwd"
+
+
+def speed_table(rows: list[Measurement], title: str) -> Table:
+    impls = list(dict.fromkeys(r.impl for r in rows))
+    clock = rows[0].clock if rows else "wall"
+    table = Table(title=title, caption=f"median ms ({clock} clock) ± half the IQR; MB: allocated by one forward+backward")
+    for col in ("model", "hidden", "batch", "T"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for impl in impls:
+        for mode in MODES:
+            table.add_column(f"{impl}\n{_short(mode)} ms", justify="right")
+    table.add_column("seq/s\n(fwd+bwd)", justify="right")
+    table.add_column(f"MB\n({impls[0]})", justify="right")
+    index = {(r.model, r.hidden, r.batch, r.seq_len, r.impl, r.mode): r for r in rows}
+    for key in dict.fromkeys((r.model, r.hidden, r.batch, r.seq_len) for r in rows):
+        cells = [_ms(index.get((*key, impl, mode))) for impl in impls for mode in MODES]
+        first = index.get((*key, impls[0], "forward+backward"))
+        seq = f"{first.seq_per_s:,.0f}" if first and math.isfinite(first.seq_per_s) else "n/a"
+        mem = f"{first.peak_memory_mb:.1f}" if first and math.isfinite(first.peak_memory_mb) else "n/a"
+        table.add_row(key[0], *map(str, key[1:]), *cells, seq, mem)
+    notes = sorted({r.note for r in rows if r.note})
+    if notes:
+        table.caption += "\n" + "\n".join(notes)
+    return table
+
+
+def fits_table(fits: list[Fit]) -> Table:
+    table = Table(title="scaling: ms = slope·T + intercept (R² of the linear fit); ms ∝ H^k (log-log fit)")
+    for col in ("impl", "model", "mode", "against", "fixed", "slope", "R²"):
+        table.add_column(col)
+    for f in fits:
+        slope = f"{f.slope:.3g} ms/step" if f.axis == "seq_len" else f"k = {f.slope:.2f}"
+        table.add_row(f.impl, f.model, _short(f.mode), "T" if f.axis == "seq_len" else "H", f.fixed, slope, f"{f.r2:.3f}")
+    return table
+
+
+def ratio_table(ratios: list[dict]) -> Table:
+    table = Table(title="LSTM time / GRU time (>1: GRU is faster)")
+    for col in ("impl", "hidden", "batch", "T", "mode", "GRU ms", "LSTM ms", "LSTM/GRU"):
+        table.add_column(col)
+    for r in ratios:
+        table.add_row(r["impl"], str(r["hidden"]), str(r["batch"]), str(r["seq_len"]), _short(r["mode"]), f"{r['gru_ms']:.3g}", f"{r['lstm_ms']:.3g}", f"{r['lstm_over_gru']:.2f}")
+    return table
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_csv(path: Path, records: list, columns: list[str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dicts = [r if isinstance(r, dict) else {f.name: getattr(r, f.name) for f in fields(r)} for r in records]
+    columns = columns or (list(dicts[0]) if dicts else [])
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(dicts)
+    return path
+
+
+_AXES = (("seq_len", ("hidden", "batch")), ("hidden", ("batch", "seq_len")))
+
+
+def _sweep(rows: list[Measurement], axis: str, others: tuple[str, str]):
+    """The rows of the fixed (other-axis) values that give ``axis`` the most points."""
+    counts = Counter(tuple(getattr(r, o) for o in others) for r in rows)
+    if not counts:
+        return None, []
+    fixed = max(counts, key=lambda k: (len({getattr(r, axis) for r in rows if tuple(getattr(r, o) for o in others) == k}), k))
+    return fixed, [r for r in rows if tuple(getattr(r, o) for o in others) == fixed]
+
+
+def plot(rows: list[Measurement], path: Path, title: str) -> Path:
+    """Forward+backward time against T and against H, one panel row per implementation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in _ok(rows) if r.mode == "forward+backward"]
+    impls = list(dict.fromkeys(r.impl for r in ok)) or ["torch"]
+    fig, axes = plt.subplots(len(impls), 2, figsize=(11, 3.6 * len(impls)), squeeze=False)
+    for i, impl in enumerate(impls):
+        mine = [r for r in ok if r.impl == impl]
+        for j, (axis, others, xlabel) in enumerate(
+            (("seq_len", ("hidden", "batch"), "sequence length T"), ("hidden", ("batch", "seq_len"), "hidden size H"))
+        ):
+            ax = axes[i][j]
+            fixed, sweep = _sweep(mine, axis, others)
+            for model in dict.fromkeys(r.model for r in sweep):
+                pts = sorted((getattr(r, axis), r.median_ms) for r in sweep if r.model == model)
+                ax.plot(*zip(*pts), marker="o", label=model)
+            fixed_txt = ", ".join(f"{o}={v}" for o, v in zip(others, fixed or ()))
+            ax.set(xlabel=xlabel, ylabel="ms (forward+backward)", title=f"{impl}: time vs {axis} ({fixed_txt})")
+            if axis == "hidden":
+                ax.set_xscale("log", base=2)
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+            if sweep:
+                ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- MLflow
+
+
+def track(rows: list[Measurement], device, tracking_uri: str, experiment: str) -> int:
+    """One MLflow run per (impl, model, shape): params the shape and cell, metrics ms and seq/s per mode."""
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    from benchmark import tracking
+
+    client = tracking.client(tracking_uri)
+    exp_id = tracking.experiment_id(client, experiment)
+    env = tracking.environment_tags(device) | ({"device": rows[0].device} if rows else {})
+    now = int(time.time() * 1000)
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r.impl, r.model, r.hidden, r.batch, r.seq_len)].append(r)
+    for (impl, model, h, b, t), members in groups.items():
+        first = members[0]
+        run = client.create_run(exp_id, run_name=f"speed/{impl}/{model}/H{h}-B{b}-T{t}", tags={"kind": "speed", **env})
+        params = {"impl": impl, "model": model, "cell": first.cell, "layers": first.layers, "bidirectional": first.bidirectional, "hidden": h, "batch": b, "seq_len": t, "threads": first.threads}
+        metrics = {}
+        for r in members:
+            key = "fwd" if r.mode == "forward" else "fwd_bwd"
+            for name, value in ((f"{key}_ms", r.median_ms), (f"{key}_iqr_ms", r.iqr_ms), (f"{key}_seq_per_s", r.seq_per_s), (f"{key}_peak_memory_mb", r.peak_memory_mb)):
+                if math.isfinite(value):
+                    metrics[name] = value
+            if r.note:
+                client.set_tag(run.info.run_id, f"note_{key}", r.note[:5000])
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag("impl", impl), RunTag("model", model), RunTag("cell", first.cell)],
+        )
+        client.set_terminated(run.info.run_id, "FINISHED" if metrics else "FAILED")
+    return len(groups)
+
+
+def report(rows: list[Measurement], device, threads: int, out: Path, console) -> list[Path]:
+    """Print the tables and fits; write the CSVs and the plot named after the device and torch."""
+    from benchmark.speed import describe_device, file_stem
+
+    stem = file_stem(device, threads)
+    title = f"rnnbench speed — {describe_device(device, threads)}, torch {rows[0].torch_version if rows else ''}"
+    console.print(speed_table(rows, title))
+    fits = scaling_fits(rows)
+    ratios = lstm_gru_ratios(rows)
+    if fits:  # on screen: the sweeps the plot shows; every fit goes to the CSV
+        shown = {(axis, ", ".join(f"{o}={v}" for o, v in zip(others, _sweep(_ok(rows), axis, others)[0] or ()))) for axis, others in _AXES}
+        console.print(fits_table([f for f in fits if (f.axis, f.fixed) in shown]))
+    if ratios:
+        console.print(ratio_table([r for r in ratios if r["impl"] == "torch"] or ratios))
+    written = [write_csv(out / f"{stem}.csv", rows)]
+    if fits:
+        written.append(write_csv(out / f"{stem}-scaling.csv", fits))
+    if ratios:
+        written.append(write_csv(out / f"{stem}-lstm-over-gru.csv", ratios))
+    written.append(plot(rows, out / f"{stem}.png", title))
+    return written

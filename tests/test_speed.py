@@ -1,0 +1,110 @@
+"""`rnnbench speed` on tiny grids: what it prints and writes (never how fast anything is)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from benchmark import speed
+from benchmark.cli import main
+from benchmark.config import load_run_config
+from benchmark.runner import execute_run
+from benchmark.task import TASKS, Batch
+from tasks.synthetic import Adding
+
+TINY = ["--hidden", "8", "--batch", "2", "--seq-len", "2", "3", "4", "--threads", "1", "--min-run-time", "0.005"]
+
+
+def _rows(path):
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_speed_writes_table_csvs_and_plot(tmp_path, capsys):
+    out = tmp_path / "speed"
+    assert main(["speed", "--cells", "gru", "lstm", "--impls", "torch", "reference", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "rnnbench speed" in printed and "LSTM time / GRU time" in printed
+
+    stem = speed.file_stem(torch.device("cpu"), 1)
+    assert stem == f"speed-cpu-1threads-torch{torch.__version__.split('+')[0]}"
+    rows = _rows(out / f"{stem}.csv")
+    assert len(rows) == 2 * 3 * 2 * 2  # cells x shapes x impls x modes
+    assert {"impl", "model", "hidden", "batch", "seq_len", "mode", "median_ms", "iqr_ms", "seq_per_s", "peak_memory_mb", "threads"} <= set(rows[0])
+    assert {(r["impl"], r["mode"]) for r in rows} == {(i, m) for i in ("torch", "reference") for m in speed.MODES}
+    assert all(math.isfinite(float(r["median_ms"])) and float(r["median_ms"]) > 0 for r in rows)
+    assert all(float(r["peak_memory_mb"]) > 0 for r in rows if r["mode"] == "forward+backward")
+
+    fits = _rows(out / f"{stem}-scaling.csv")
+    along_t = [f for f in fits if f["axis"] == "seq_len"]
+    assert len(along_t) == 2 * 2 * 2 and all(0 <= float(f["r2"]) <= 1 for f in along_t)
+    ratios = _rows(out / f"{stem}-lstm-over-gru.csv")
+    assert len(ratios) == 3 * 2 * 2 and all(float(r["lstm_over_gru"]) > 0 for r in ratios)
+    assert (out / f"{stem}.png").stat().st_size > 10_000
+
+
+def test_compiled_without_a_compiler_is_reported_not_raised(monkeypatch):
+    monkeypatch.setenv("PATH", "")  # no C++ compiler to be found
+    shape = speed.Shape(4, 2, 3)
+    rows = speed.run_grid(["gru"], [shape], ["compiled"], torch.device("cpu"), 1, 0.005, memory=False)
+    assert len(rows) == 2
+    assert all(math.isnan(r.median_ms) and r.note.startswith("n/a: torch.compile on CPU needs a C++ compiler") for r in rows)
+
+
+def test_speed_tracks_one_mlflow_run_per_model_and_shape(tmp_path, mlflow_uri):
+    args = ["speed", "--cells", "rnn", "--impls", "torch", "--no-memory", "--out", str(tmp_path), "--track", "--tracking-uri", mlflow_uri, "--experiment", "spd"]
+    assert main(args + TINY) == 0
+    client = MlflowClient(mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name("spd").experiment_id])
+    assert len(runs) == 3
+    run = runs[0]
+    assert run.data.tags["kind"] == "speed" and run.data.params["cell"] == "rnn" and run.data.params["hidden"] == "8"
+    assert run.data.metrics["fwd_ms"] > 0 and run.data.metrics["fwd_bwd_seq_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--cells", "grux"], "unknown model 'grux'"),
+        (["--cells", "zz*"], "--cells 'zz*' matches no model"),
+        (["--preset", "deepbench", "--hidden", "8"], "--preset deepbench is a fixed list of shapes"),
+    ],
+)
+def test_speed_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(["speed", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnbench: error: ") and message in err and err.count("\n") == 1
+
+
+def test_overhead_prints_the_throughput_ratio(capsys):
+    argv = ["speed", "--overhead", "--steps", "2", "--repeats", "1", "--batch", "4", "--seq-len", "4", "--threads", "1"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ratio = [line for line in lines if line.startswith("throughput ratio framework/plain: ")]
+    assert len(ratio) == 1 and float(ratio[0].split(": ")[1].split()[0]) > 0
+    assert any("plain PyTorch loop" in line for line in lines)
+
+
+class LateNaNAdding(Adding):
+    """NaN targets in the fourth training batch only: the sampled per-step check (step 0) misses it."""
+
+    name = "adding_late_nan"
+
+    def sample(self, n, generator, device):
+        batch = super().sample(n, generator, device)
+        if n == 32:  # training batches (validation/test sets are drawn with n=64)
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls == 4:
+                return Batch(batch.inputs, torch.full_like(batch.targets, float("nan")))
+        return batch
+
+
+def test_nan_between_sampled_checks_still_fails_the_run(monkeypatch, tiny_overrides):
+    monkeypatch.setitem(TASKS._items, LateNaNAdding.name, LateNaNAdding)
+    cfg = load_run_config(None, [f"task={LateNaNAdding.name}", "model=gru", "model.hidden_size=4", *tiny_overrides])
+    result = execute_run(cfg)
+    assert result.status == "FAILED" and "non-finite training loss in epoch 0" in result.failure

@@ -190,9 +190,14 @@ def test_missing_folder_and_manifest_columns_are_config_errors(tmp_path):
     (tmp_path / "m.csv").write_text("file,label\na.wav,x\n")
     with pytest.raises(ConfigError, match="task.path_column 'path' is not a column.*Columns: file, label"):
         load(source="manifest", path=str(tmp_path / "m.csv"))
+    (tmp_path / "n.csv").write_text("path,label\na.wav,x\nb.wav,\n")
+    with pytest.raises(ConfigError, match="row 2 of '.*n.csv' has no 'label'"):
+        load(source="manifest", path=str(tmp_path / "n.csv"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holds no audio files"):
         load(path=str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match="task.path 'parquet': cannot load the data set"):
+        load(source="hub", path="parquet", data_files=str(tmp_path / "none.parquet"), cache_dir=str(tmp_path / "hf"))
 
 
 def test_corrupt_file_is_skipped_with_a_counted_warning_or_an_error(folder):

@@ -80,7 +80,7 @@ def _manifest_rows(path: Path) -> list[dict]:
     return rows
 
 
-def _column(o, rows: list[dict], key: str, wanted: str, where: str) -> None:
+def _column(rows: list[dict], key: str, wanted: str, where: str) -> None:
     if rows and wanted not in rows[0]:
         found = list(rows[0])
         raise ConfigError(f"task.{key} '{wanted}' is not a column of {where}.{did_you_mean(wanted, found)} Columns: {', '.join(found)}")
@@ -105,13 +105,16 @@ def from_manifest(o, regexes) -> list[Item]:
         raise ConfigError(f"task.path '{path}' could not be parsed: {e}") from None
     if not rows:
         raise ConfigError(f"task.path '{path}' lists no utterances")
-    _column(o, rows, "path_column", o.path_column, f"'{path}'")
-    _column(o, rows, "label_column", o.label_column, f"'{path}'")
+    _column(rows, "path_column", o.path_column, f"'{path}'")
+    _column(rows, "label_column", o.label_column, f"'{path}'")
     speaker_col = _speaker_column(o, rows[0])
     if speaker_col is not None:
-        _column(o, rows, "speaker_column", speaker_col, f"'{path}'")
+        _column(rows, "speaker_column", speaker_col, f"'{path}'")
     items = []
-    for row in rows:
+    for n, row in enumerate(rows, start=1):
+        for col in (o.path_column, o.label_column):
+            if row.get(col) in (None, ""):
+                raise ConfigError(f"row {n} of '{path}' has no '{col}'")
         audio = path.parent / str(row[o.path_column])
         speaker = str(row[speaker_col]) if speaker_col and row.get(speaker_col) not in (None, "") else None
         items.append(Item(str(audio), str(row[o.label_column]), speaker or speaker_from_name(audio.name, regexes), path=audio))
@@ -127,8 +130,15 @@ def from_hub(o, regexes) -> list[Item]:
     kwargs = {"name": o.hub_config, "revision": o.hub_revision, "data_files": o.data_files, "cache_dir": o.cache_dir}
     try:
         loaded = datasets.load_dataset(o.path, **{k: v for k, v in kwargs.items() if v is not None})
-    except FileNotFoundError as e:
-        raise ConfigError(f"task.path '{o.path}': data set not found ({str(e).splitlines()[0]})") from None
+    except (FileNotFoundError, ConnectionError) as e:  # also: the hub unreachable
+        raise ConfigError(f"task.path '{o.path}': cannot load the data set ({str(e).splitlines()[0]})") from None
+    except RuntimeError as e:
+        if "scripts are no longer supported" not in str(e):
+            raise
+        raise ConfigError(
+            f"task.path '{o.path}' is a script data set, which datasets>=4 cannot run; "
+            "try its Parquet conversion: task.hub_revision=refs/convert/parquet"
+        ) from None
     splits = o.hub_splits or list(loaded)
     unknown = [s for s in splits if s not in loaded]
     if unknown:

@@ -2,7 +2,8 @@
 
 Keys are run-config keys (``train.lr``, ``model.dropout``, ...); a sampled value is applied to the
 run config as a ``key=value`` override. A parameter with ``when:`` is sampled only when every
-condition holds; conditions name the variant's ``cell``, an earlier parameter, or any config key::
+condition holds; conditions name a fact of the study's variant (``cell``, ``layers``,
+``bidirectional``), an earlier parameter, or any config key::
 
     search_space:
       train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
@@ -33,7 +34,7 @@ from benchmark.registry import did_you_mean
 
 # model.name is what a study compares, so it is fixed per study, never searched.
 TUNABLE_KEYS = [k for k in _valid_keys(ModelConfig, "model.") if k != "model.name"] + _valid_keys(TrainConfig, "train.")
-CONTEXT_KEYS = ["cell"]  # facts about the study's variant that conditions may name, besides config keys
+VARIANT_FACTS = ["cell", "layers", "bidirectional"]  # what conditions may name besides config keys
 
 Scalar = Union[bool, int, float, str, None]
 
@@ -148,12 +149,12 @@ class SearchSpace:
                 what = f"'{loc}.{field}'" if field else f"'{loc}'"
                 got = f" (got {err['input']!r})" if field else ""
                 raise ConfigError(f"invalid {what}: {err['msg'].removeprefix('Value error, ')}{got}") from None
-            known = [*CONTEXT_KEYS, *params, *TUNABLE_KEYS]
+            known = [*VARIANT_FACTS, *params, *TUNABLE_KEYS]
             for cond in param.when:
                 if cond not in known:
                     raise ConfigError(
                         f"'{loc}.when': unknown condition key '{cond}'.{did_you_mean(cond, known)} "
-                        f"Conditions name 'cell', an earlier parameter or a config key"
+                        f"Conditions name {', '.join(VARIANT_FACTS)}, an earlier parameter or a config key"
                     )
             params[key] = param
         return cls(params)
@@ -168,9 +169,9 @@ class SearchSpace:
                 except ConfigError as e:
                     raise ConfigError(f"'{where}.{key}': value {value!r} is out of range: {e}") from None
 
-    def sample(self, trial, base: RunConfig, cell: str) -> dict[str, Any]:
+    def sample(self, trial, base: RunConfig, facts: dict[str, Any]) -> dict[str, Any]:
         """Suggest every parameter whose conditions hold, in declaration order."""
-        context = flatten(base.model_dump(mode="json")) | {"cell": cell}
+        context = flatten(base.model_dump(mode="json")) | facts
         values = {}
         for key, param in self.params.items():
             if param.applies(context):

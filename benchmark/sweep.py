@@ -170,7 +170,7 @@ class StudyPlan:
     name: str  # <sweep>/<task label>/<model>
     label: str
     model: str
-    cell: str
+    facts: dict[str, Any]  # the variant's cell, layers, bidirectional: what `when:` conditions may name
     base: RunConfig  # the run config before sampled values are applied
     main_metric: str
     higher_is_better: bool
@@ -191,12 +191,18 @@ def plan_studies(sweep: SweepConfig) -> list[StudyPlan]:
         if key not in specs:  # spec() may be costly for data-backed tasks: once per task setting
             specs[key] = task.spec()
         main = specs[key].metric(specs[key].main_metric)
+        variant = MODELS.get(base.model.name)
+        facts = {
+            "cell": variant.cell,
+            "layers": base.model.num_layers or variant.num_layers,
+            "bidirectional": variant.bidirectional if base.model.bidirectional is None else base.model.bidirectional,
+        }
         plans.append(
             StudyPlan(
                 f"{sweep.name}/{task.label}/{base.model.name}",
                 task.label,
                 base.model.name,
-                MODELS.get(base.model.name).cell,
+                facts,
                 base,
                 main.name,
                 main.higher_is_better,
@@ -275,7 +281,7 @@ def prepare_study(sweep: SweepConfig, plan: StudyPlan, storage, mlflow, exp_id: 
         "task": plan.base.task.name,
         "task_label": plan.label,
         "model": plan.model,
-        "cell": plan.cell,
+        "cell": plan.facts["cell"],
         "main_metric": plan.main_metric,
         "higher_is_better": str(plan.higher_is_better).lower(),
         "n_trials": str(sweep.n_trials),
@@ -379,7 +385,7 @@ class StaleTrialHandler:
         reason = "worker lost: no heartbeat within the grace period"
         kill_trial_runs(mlflow, exp_id, study.study_name, trial, reason)
         self.retry(study, trial)
-        self.console.print(f"{self.prefix}[yellow]{study.study_name} trial {trial.number}: {reason}; queued again[/]")
+        self.console.print(f"{self.prefix}[yellow]{escape(study.study_name)} trial {trial.number}: {reason}; queued again[/]")
 
 
 def _sampler_seed(sweep: SweepConfig, worker: int, existing: int) -> int:
@@ -415,7 +421,7 @@ def run_one_trial(sweep: SweepConfig, plan: StudyPlan, study: optuna.Study, pare
             out.state, out.note = "SURPLUS", "target already reserved by other trials"
             raise TrialFailed(out.note)
         trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")
-        out.params = space.sample(trial, plan.base, plan.cell)
+        out.params = space.sample(trial, plan.base, plan.facts)
         probe = TrialProbe(trial)
         pruning = PyTorchLightningPruningCallback(trial, monitor=f"val/{plan.main_metric}")
         tags = {
@@ -491,7 +497,7 @@ def work(sweep: SweepConfig, worker: int = 0, console: Console | None = None) ->
                 continue
             if c.waiting or c.finished + c.running < sweep.n_trials:
                 outcome = run_one_trial(sweep, plan, study, parent_id)
-                _print_trial(console, prefix, plan, outcome, c.finished + (outcome.state in ("COMPLETE", "PRUNED")), sweep)
+                _print_trial(console, prefix, plan, outcome, count_trials(study).finished, sweep)
                 started = True
                 break
         if pending and not started:

@@ -78,7 +78,7 @@ def ratio_ci(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVE
     lb = {s: math.log(v) for s, v in b.items() if v > 0}
     if not la or not lb:
         return math.nan, math.nan, math.nan, "no data"
-    if la.keys() == lb.keys():
+    if la.keys() == lb.keys() and len(la) >= 2:
         d = [la[s] - lb[s] for s in sorted(la)]
         mean, lo, hi = mean_ci(d, level)
         return math.exp(mean), math.exp(lo), math.exp(hi), PAIRED

@@ -52,6 +52,12 @@ def _p(c) -> str:
     return f"{c.test} over {c.n} seeds, p = {fmt(c.p, 2)}, Holm-adjusted p = {fmt(c.p_holm, 2)}"
 
 
+def _effect(c, significant: str) -> str:
+    if math.isnan(c.p):
+        return "not tested"
+    return significant if c.significant else "no significant difference"
+
+
 def _task_options(runs: pd.DataFrame) -> dict[str, str]:
     row = runs.iloc[0]
     return {k[5:]: row[k] for k in runs.columns if k.startswith("task.") and isinstance(row[k], str)}
@@ -85,14 +91,13 @@ def accuracy(ev: Evidence) -> Verdict:
             better = g if (mg > ml) == higher else l
             if c.significant:
                 wins.append(task[task.model == better].cell.iloc[0])
-            lines.append(
-                f"{label}: {g} {metric} {fmt(mg)} vs {l} {fmt(ml)} ({_p(c)}): "
-                + (f"{better} better" if c.significant else "no significant difference")
-            )
+            lines.append(f"{label}: {g} {metric} {fmt(mg)} vs {l} {fmt(ml)} ({_p(c)}): " + _effect(c, f"{better} better"))
     if not lines:
         return Verdict(q, "Inconclusive: no task setting has finished runs of both a GRU and an LSTM variant.")
     if not wins:
-        return Verdict(q, "Inconclusive: no significant difference in any task setting.", lines)
+        untested = sum("not tested" in line for line in lines)
+        note = f" ({untested} not testable: fewer than 2 seeds)" if untested else ""
+        return Verdict(q, f"Inconclusive: no significant difference in {len(lines)} comparison(s){note}.", lines)
     if len(set(wins)) == 1:
         return Verdict(q, f"{wins[0].upper()}, in {len(wins)} of {len(lines)} comparisons (the rest not significant).", lines)
     return Verdict(q, "It depends on the task: each cell wins somewhere.", lines)
@@ -141,8 +146,8 @@ def speed(ev: Evidence) -> Verdict:
             verdicts.append(("faster" if r > 1 else "slower") if ok else "undecided")
             lines.append(
                 f"{label}: {g} {fmt(a.throughput.mean())} vs {l} {fmt(b.throughput.mean())} training seq/s "
-                f"(hidden {a.hidden.iloc[0]} vs {b.hidden.iloc[0]}): ratio {r:.3f}, 95 % CI {fmt(lo, 3)}-{fmt(hi, 3)} "
-                f"({test}, {min(len(a), len(b))} seeds)"
+                f"(hidden {a.hidden.iloc[0]} vs {b.hidden.iloc[0]}): ratio {r:.3f}"
+                + (f", 95 % CI {lo:.3f}-{hi:.3f} ({test}, {min(len(a), len(b))} seeds)" if not math.isnan(lo) else f" ({test})")
             )
     if not lines:
         return Verdict(q, "Inconclusive: no task setting has finished runs of both a GRU and an LSTM variant.")
@@ -174,7 +179,7 @@ def breakdown(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
         base = g.baseline.iloc[0]
         gain = (mean - base if g.higher_is_better.iloc[0] else base - mean) / abs(base) if base else math.nan
         rows.append({"model": model, "length": length, "mean": mean, "ci_low": lo, "ci_high": hi,
-                     "min": g.value.min(), "max": g.value.max(),
+                     "min": g.value.min(), "max": g.value.max(), "n": len(g),
                      "baseline": base, "gain": gain, "beats_baseline": gain >= BREAKDOWN_MARGIN})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -194,13 +199,13 @@ def lengths(ev: Evidence) -> Verdict:
             held = g[g.length < first_fail].length.max() if first_fail is not None else g.length.max()
             holds[(name, model)] = (held if not math.isnan(held) else 0, first_fail is None)
             if first_fail is None:
-                held_text = f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} at every {axis[5:]} run"
+                held_text = f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} at every {axis[5:]} it ran"
             elif math.isnan(held):
                 held_text = f"does not beat the baseline by {BREAKDOWN_MARGIN:.0%} even at the shortest, {fmt(first_fail)}"
             else:
                 held_text = f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} up to {axis[5:]} = {fmt(held)}, falls to it at {fmt(first_fail)}"
             lines.append(
-                f"{name}: {model} {held_text} ({axis[5:]}: mean {metric} vs baseline: "
+                f"{name}: {model} {held_text} ({axis[5:]}: mean {metric} over {'/'.join(map(str, sorted(set(g.n))))} seeds vs baseline: "
                 + ", ".join(f"{fmt(r.length)}: {fmt(r.mean)} vs {fmt(r.baseline)}" for r in g.itertuples()) + ")"
             )
     if not holds:
@@ -213,7 +218,7 @@ def lengths(ev: Evidence) -> Verdict:
         if len(best) == len(these):
             answers.append(f"{name}: no difference in the lengths run")
         elif all(v[1] for m, v in these.items() if m in best):
-            answers.append(f"{name}: {', '.join(best)} (never fell to the baseline in the range run)")
+            answers.append(f"{name}: {', '.join(best)} (never fell to the baseline, up to {fmt(top)})")
         else:
             answers.append(f"{name}: {', '.join(best)} (holds up to {fmt(top)})")
     decided = [a for a in answers if "no difference" not in a]
@@ -241,9 +246,8 @@ def structure(ev: Evidence) -> Verdict:
         metric = task.main_metric.iloc[0]
         for (what, big, small), c in zip(pairs, tests):
             better = (c.diff > 0) == higher
-            effect = "no significant difference"
+            effect = _effect(c, "helps" if better else "hurts")
             if c.significant:
-                effect = "helps" if better else "hurts"
                 helped, hurt = helped + better, hurt + (not better)
             mb, ms = task[task.model == big].value.mean(), task[task.model == small].value.mean()
             lines.append(f"{label}, {what}: {big} {metric} {fmt(mb)} vs {small} {fmt(ms)} ({_p(c)}): {effect}")

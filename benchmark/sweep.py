@@ -298,10 +298,13 @@ def prepare_study(sweep: SweepConfig, plan: StudyPlan, storage, mlflow, exp_id: 
     run = mlflow.create_run(exp_id, run_name=plan.name, tags=tags)
     params = flatten(plan.base.model_dump(mode="json")) | {"search_space": json.dumps(space.to_dict())}
     mlflow.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-    study.set_user_attr("mlflow_parent_run_id", run.info.run_id)
-    winner = optuna.load_study(study_name=plan.name, storage=storage).user_attrs["mlflow_parent_run_id"]
-    if winner != run.info.run_id:  # another machine created its parent at the same moment
+    # Machines starting together may each create a parent: all settle on the earliest one.
+    query = f"tags.study_name = '{plan.name}' and tags.kind = 'sweep' and attributes.status = 'RUNNING'"
+    racing = mlflow.search_runs([exp_id], filter_string=query)
+    winner = min(racing, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
+    if winner != run.info.run_id:
         mlflow.delete_run(run.info.run_id)
+    study.set_user_attr("mlflow_parent_run_id", winner)
     return winner
 
 

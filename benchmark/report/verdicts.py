@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
+import yaml
 
 from benchmark.report.stats import ALPHA, compare, holm, mean_ci, ratio_ci
 from benchmark.report.tables import by_label, seed_values
@@ -58,9 +59,17 @@ def _effect(c, significant: str) -> str:
     return significant if c.significant else "no significant difference"
 
 
-def _task_options(runs: pd.DataFrame) -> dict[str, str]:
-    row = runs.iloc[0]
-    return {k[5:]: row[k] for k in runs.columns if k.startswith("task.") and isinstance(row[k], str)}
+def _task_options(runs: pd.DataFrame) -> dict:
+    """The task's options back from a run's flattened params (``task.a.b`` nests; values parse as YAML)."""
+    row, options = runs.iloc[0], {}
+    for key in runs.columns:
+        if key.startswith("task.") and isinstance(row[key], str):
+            *parents, leaf = key[5:].split(".")
+            node = options
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = None if row[key] == "None" else yaml.safe_load(row[key])
+    return options
 
 
 def _cell_pairs(task: pd.DataFrame) -> list[tuple[str, str]]:
@@ -113,8 +122,8 @@ def parameters(ev: Evidence) -> Verdict:
     for name, runs in ev.finished.groupby("task"):
         try:
             spec = create_task(name, **_task_options(runs)).spec()
-        except Exception as e:  # a plugin task not installed here: the runs alone cannot give equal hidden sizes
-            lines.append(f"{name}: cannot build its spec here ({type(e).__name__}); skipped")
+        except Exception as e:  # not installed here, or its data are elsewhere: this task is left out
+            lines.append(f"{name}: its spec cannot be built here ({type(e).__name__}: {str(e)[:120]}); left out")
             continue
         gru_hidden = runs[runs.cell == "gru"].hidden
         hidden = int(gru_hidden.iloc[0]) if len(gru_hidden) else 128
@@ -254,7 +263,9 @@ def structure(ev: Evidence) -> Verdict:
     if not lines:
         return Verdict(q, "Inconclusive: no pair of variants differing only in direction or depth was run.")
     if not helped and not hurt:
-        return Verdict(q, f"Inconclusive: no significant difference in {len(lines)} comparison(s) (alpha {ALPHA}).", lines)
+        untested = sum(line.endswith("not tested") for line in lines)
+        note = f", {untested} not testable with fewer than 2 seeds" if untested else ""
+        return Verdict(q, f"Inconclusive: no significant difference in {len(lines)} comparison(s) (alpha {ALPHA}{note}).", lines)
     return Verdict(q, f"Helps in {helped}, hurts in {hurt}, undecided in {len(lines) - helped - hurt} of {len(lines)} comparisons; see below.", lines)
 
 

@@ -37,5 +37,5 @@ class TextOptions(TaskOptions):
     lowercase: bool = True
     max_length: int = Field(256, ge=1, description="tokens kept from the start of each text")
     # batching and caching
-    bucket_batches: int = Field(50, ge=1, description="batches per chunk sorted by length (bigger: less padding, less shuffling)")
+    bucket_batches: int = Field(20, ge=1, description="batches per chunk sorted by length (bigger: less padding, less shuffling)")
     cache_dir: str = Field(".cache/rnnbench", description="processed (tokenized) data is cached here")

@@ -122,7 +122,8 @@ def _load(o: TextOptions):
             cause = e.__cause__ or e
             if "corresponds to no data" in str(cause):  # a file with a header and no rows
                 raise ConfigError(f"split '{split}' is empty ({', '.join(paths)})") from None
-            raise ConfigError(f"task.data_files: could not read split '{split}' ({', '.join(paths)}): {str(cause).splitlines()[0][:300]}") from None
+            reason = str(cause).splitlines()[0][:300]
+            raise ConfigError(f"task.data_files: could not read split '{split}' ({', '.join(paths)}): {reason}") from None
     return data
 
 

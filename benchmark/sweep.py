@@ -411,7 +411,6 @@ class TrialOutcome:
 def run_one_trial(sweep: SweepConfig, plan: StudyPlan, study: optuna.Study, parent_id: str) -> TrialOutcome:
     """Ask, train, tell: one trial of the study, recorded in Optuna and as a nested MLflow run."""
     from benchmark.runner import execute_run
-    from optuna_integration import PyTorchLightningPruningCallback  # imports lightning.pytorch (checked)
 
     space = sweep.space()
     out = TrialOutcome(-1, "FAIL")
@@ -426,7 +425,7 @@ def run_one_trial(sweep: SweepConfig, plan: StudyPlan, study: optuna.Study, pare
         trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")
         out.params = space.sample(trial, plan.base, plan.facts)
         probe = TrialProbe(trial)
-        pruning = PyTorchLightningPruningCallback(trial, monitor=f"val/{plan.main_metric}")
+        pruning = _pruning_callback(trial, monitor=f"val/{plan.main_metric}")
         tags = {
             "mlflow.parentRunId": parent_id,
             "kind": "trial",
@@ -455,6 +454,22 @@ def run_one_trial(sweep: SweepConfig, plan: StudyPlan, study: optuna.Study, pare
 
     study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=False)
     return out
+
+
+def _pruning_callback(trial: optuna.Trial, monitor: str) -> Callback:
+    from optuna_integration import PyTorchLightningPruningCallback  # uses the lightning.pytorch namespace
+
+    class LastEpochKept(PyTorchLightningPruningCallback):
+        """Optuna's callback, but the last epoch is only reported: pruning there saves nothing and loses the result."""
+
+        def on_validation_end(self, trainer, pl_module):
+            last = pl_module.current_epoch >= trainer.max_epochs - 1
+            if not last or trainer.sanity_checking or self.is_ddp_backend:
+                return super().on_validation_end(trainer, pl_module)
+            if (score := trainer.callback_metrics.get(self.monitor)) is not None:
+                self._trial.report(score.item(), step=pl_module.current_epoch)
+
+    return LastEpochKept(trial, monitor)
 
 
 def _finish_trial(sweep: SweepConfig, trial: optuna.Trial, run_id: str | None, state: str, epochs: int) -> None:

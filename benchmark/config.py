@@ -56,6 +56,9 @@ class TrainConfig(Section):
     precision: str = "32-true"
     deterministic: bool = False
     nan_check_every: int = Field(20, gt=0, description="steps between non-finite loss checks")
+    cpu_threads: int | None = Field(
+        None, gt=0, description="torch intra-op threads; null keeps torch's default. Small RNNs on a busy CPU run faster on 1"
+    )
 
 
 class TrackingConfig(Section):

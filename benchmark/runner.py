@@ -30,6 +30,9 @@ warnings.filterwarnings("ignore", message=".*number of training batches.*smaller
 warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
 
+DEFAULT_CPU_THREADS = torch.get_num_threads()
+
+
 @dataclass
 class RunResult:
     run_id: str
@@ -123,6 +126,7 @@ def execute_run(
     A datamodule with a ``pipeline_metrics()`` method has its numbers logged with the run's.
     """
     started = time.perf_counter()
+    torch.set_num_threads(cfg.train.cpu_threads or DEFAULT_CPU_THREADS)  # per run: a suite may mix settings
     task = create_task(cfg.task.name, **cfg.task.options)
     spec = task.spec()
     arch = resolve_architecture(spec, cfg.model)

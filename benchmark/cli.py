@@ -114,6 +114,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     console = Console()
     outcomes = run_sweep(sweep, args.workers, console)
     console.print(outcome_table(outcomes, sweep))
+    for o in outcomes:
+        for note in o.notes:
+            console.print(f"{o.plan.name}: {note}", markup=False, highlight=False)
     short = [o for o in outcomes if not o.reached_target]
     if short:
         console.print(f"[red]{len(short)} stud(ies) gave up short of {sweep.n_trials} finished trials (too many failures).[/]")

@@ -59,8 +59,6 @@ from benchmark.config import (
 from benchmark.registry import Registry
 from benchmark.search_space import SearchSpace, apply_params
 
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 # ----------------------------------------------------------------------------- config
@@ -270,7 +268,8 @@ def prepare_study(sweep: SweepConfig, plan: StudyPlan, storage, mlflow, exp_id: 
     elif found != expected:
         raise ConfigError(
             f"study '{plan.name}' in {safe_url(sweep.storage_url())} was made with another run config or search "
-            "space; resuming it would mix trials. Use another sweep name or storage"
+            "space (or a version of rnnbench with other config defaults); resuming it would mix trials. "
+            "Use another sweep name or storage"
         )
     if study.direction.name.lower() != plan.direction:
         raise ConfigError(f"study '{plan.name}' exists with direction {study.direction.name.lower()}")
@@ -494,6 +493,12 @@ def work(sweep: SweepConfig, worker: int = 0, console: Console | None = None) ->
     """
     console = console or Console()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # outcomes are printed below, one line per trial
+    with warnings.catch_warnings():  # heartbeats and stale-trial retries are "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        _work(sweep, worker, console)
+
+
+def _work(sweep: SweepConfig, worker: int, console: Console) -> None:
     prefix = f"[dim]w{worker}[/] " if worker else ""
     storage = open_storage(sweep, StaleTrialHandler(sweep, console, prefix))
     limit = sweep.max_failures or sweep.n_trials

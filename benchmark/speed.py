@@ -139,7 +139,9 @@ def build(model: str, shape: Shape, impl: str, device: torch.device) -> torch.nn
 def compiled_cells():
     """The reference loop with each cell function compiled (dynamic shapes: one graph per cell)."""
     compiled = {name: torch.compile(fn, dynamic=True) for name, fn in reference.CELL_FUNCTIONS.items()}
-    with mock.patch.dict(reference.CELL_FUNCTIONS, compiled):
+    # Each cell function meets several guards (first step's state without grad, forward-only vs
+    # training, layer input sizes); past the default limit of 8 graphs dynamo silently runs eager.
+    with mock.patch.dict(reference.CELL_FUNCTIONS, compiled), torch._dynamo.config.patch(recompile_limit=64):
         yield
 
 
@@ -274,7 +276,8 @@ def run_grid(
                         raise _NotAvailable(unavailable)
                     if impl == "compiled" and compile_s > compile_budget_s:
                         raise _NotAvailable(f"n/a: skipped, torch.compile warm-ups took {compile_s:.0f} s (> {compile_budget_s:.0f} s budget)")
-                    row = measure(model, shape, impl, mode, device, threads, min_run_time, memory, clock)
+                    # memory of the torch path only: the profiler pass over a Python loop costs more than its timing
+                    row = measure(model, shape, impl, mode, device, threads, min_run_time, memory and impl == "torch", clock)
                     if impl == "compiled":
                         compile_s += row.first_call_s
                 except Exception as e:  # one broken configuration must not end the benchmark

@@ -104,6 +104,21 @@ def speed_table(rows: list[Measurement], title: str) -> Table:
     return table
 
 
+def markdown_table(rows: list[Measurement], title: str) -> str:
+    """The stdout table as Markdown, for ``results/``: median ms per implementation and mode."""
+    impls = list(dict.fromkeys(r.impl for r in rows))
+    index = {(r.model, r.hidden, r.batch, r.seq_len, r.impl, r.mode): r for r in rows}
+    head = ["model", "H", "B", "T", *(f"{i} {_short(m)} ms" for i in impls for m in MODES), f"MB ({impls[0]} fwd+bwd)"]
+    lines = [f"# {title}", "", f"Median ms ({rows[0].clock} clock) over blocked repeats, ± half the IQR. n/a reasons below.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in dict.fromkeys((r.model, r.hidden, r.batch, r.seq_len) for r in rows):
+        first = index.get((*key, impls[0], "forward+backward"))
+        mem = f"{first.peak_memory_mb:.1f}" if first and math.isfinite(first.peak_memory_mb) else "n/a"
+        lines.append("| " + " | ".join([*map(str, key), *(_ms(index.get((*key, i, m))) for i in impls for m in MODES), mem]) + " |")
+    notes = sorted({r.note for r in rows if r.note})
+    return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else []) + [""])
+
+
 def fits_table(fits: list[Fit]) -> Table:
     table = Table(title="scaling: ms = slope·T + intercept (R² of the linear fit); ms ∝ H^k (log-log fit)")
     for col in ("impl", "model", "mode", "against", "fixed", "slope", "R²"):
@@ -230,7 +245,8 @@ def report(rows: list[Measurement], device, threads: int, out: Path, console) ->
     from benchmark.speed import describe_device, file_stem
 
     stem = file_stem(device, threads)
-    title = f"rnnbench speed — {describe_device(device, threads)}, torch {rows[0].torch_version if rows else ''}"
+    clock = rows[0].clock if rows else "wall"
+    title = f"rnnbench speed — {describe_device(device, threads)}, torch {rows[0].torch_version if rows else ''}, {clock} clock"
     console.print(speed_table(rows, title))
     fits = scaling_fits(rows)
     ratios = lstm_gru_ratios(rows)
@@ -240,6 +256,8 @@ def report(rows: list[Measurement], device, threads: int, out: Path, console) ->
     if ratios:
         console.print(ratio_table([r for r in ratios if r["impl"] == "torch"] or ratios))
     written = [write_csv(out / f"{stem}.csv", rows)]
+    (out / f"{stem}.md").write_text(markdown_table(rows, title))
+    written.append(out / f"{stem}.md")
     if fits:
         written.append(write_csv(out / f"{stem}-scaling.csv", fits))
     if ratios:

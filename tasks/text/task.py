@@ -26,6 +26,26 @@ class TextClassification(Task):
 
     _data: ProcessedText | None = None
 
+    @classmethod
+    def smoke_options(cls, workdir) -> dict:
+        """Writes two tiny CSV splits: sentences about the weather or about cooking."""
+        import csv
+
+        topics = {
+            "weather": ["rain falls on the hills", "a cold wind from the north", "sunny and warm by noon", "fog at dawn"],
+            "cooking": ["stir the sauce slowly", "bake the bread for an hour", "salt the water well", "chop two onions"],
+        }
+        folder = workdir / "text-smoke"
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for split, repeat in (("train", 4), ("test", 1)):
+            files[split] = str(folder / f"{split}.csv")
+            with open(files[split], "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["text", "label"])
+                writer.writerows((t, label) for _ in range(repeat) for label, ts in topics.items() for t in ts)
+        return {"data_files": files, "label_names": list(topics), "min_frequency": 1, "cache_dir": str(workdir / "cache")}
+
     @property
     def label(self) -> str:
         o = self.options

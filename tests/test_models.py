@@ -123,3 +123,9 @@ def test_bidirectional_last_state_uses_backward_state_at_step_zero():
 def test_sequence_batch_length_is_number_of_examples():
     b = Batch(torch.zeros(3, 5, 2), torch.zeros(3, 1))
     assert len(b) == 3
+
+
+def test_param_budget_below_the_smallest_model_is_an_error():
+    spec = make_spec(OutputKind.SEQUENCE_CLASSIFICATION, InputKind.TOKENS)  # embedding alone: 5 x 32
+    with pytest.raises(ConfigError, match=r"model.param_budget=100 is below the smallest 'gru'"):
+        resolve_architecture(spec, ModelConfig(name="gru", param_budget=100))

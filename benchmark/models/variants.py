@@ -63,6 +63,12 @@ def parameter_count(spec: TaskSpec, arch: Architecture) -> int:
 
 def solve_hidden_size(spec: TaskSpec, cfg: ModelConfig, budget: int) -> int:
     """Largest hidden size whose network stays closest to ``budget`` parameters (count grows with H)."""
+    smallest = parameter_count(spec, _architecture(cfg, 1))
+    if smallest > budget:
+        raise ConfigError(
+            f"model.param_budget={budget} is below the smallest '{cfg.name}' on this task "
+            f"({smallest} parameters at hidden_size=1, embedding and head included)"
+        )
     lo, hi = 1, 1
     while parameter_count(spec, _architecture(cfg, hi)) < budget:
         hi *= 2

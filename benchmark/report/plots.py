@@ -60,7 +60,8 @@ def validation_curves(runs: pd.DataFrame, curves: pd.DataFrame, path: Path) -> P
         ax.axhline(base, color="black", ls="--", lw=1, label="trivial baseline")
     _log_if_wide(ax, list(data.value) + [base])
     ax.set(xlabel="training step", ylabel=f"validation {metric} ({_arrow(higher)})",
-           title=f"{runs.task_label.iloc[0]}: validation {metric}, mean over seeds (band: min-max)")  # fmt: skip
+           title=f"{runs.task_label.iloc[0]}\nvalidation {metric}, mean over seeds (band: min-max)")  # fmt: skip
+    ax.title.set_fontsize(10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -121,7 +122,7 @@ def metric_vs_cost(table: pd.DataFrame, path: Path) -> Path | None:
         ax.set(xlabel=label, ylabel=f"test {metric} ({_arrow(higher)})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{t.task_label.iloc[0]}: test {metric} vs cost (mean; bars: min-max over seeds; red: Pareto front)", fontsize=11)
+    fig.suptitle(f"{t.task_label.iloc[0]}\ntest {metric} vs cost (mean; bars: min-max over seeds; red: Pareto front)", fontsize=10)
     return _save(fig, path)
 
 

@@ -729,15 +729,16 @@ def outcome_table(outcomes: list[StudyOutcome], sweep: SweepConfig):
     from rich.table import Table
 
     table = Table(
-        "study", "complete", "pruned", "failed", "epochs", "best value", "best params", "MLflow parent run",
-        title=f"sweep {sweep.name}",
-        caption=f"Value: best val/<main metric> of a trial. Epochs: trained by all trials (without pruning: "
-        f"{sweep.train.max_epochs} per trial at most). Storage: {safe_url(sweep.storage_url())}",
+        "task", "model", "trials c/p/f", "epochs", "best val", "best params",
+        title=f"sweep {sweep.name}: complete/pruned/failed trials, epochs trained, best trial",
+        caption=f"Without pruning every trial trains {sweep.train.max_epochs} epochs. MLflow: parent runs tagged "
+        f"kind=sweep in experiment '{sweep.tracking.experiment}'. Optuna: {safe_url(sweep.storage_url())}",
         caption_justify="left",
     )
     for o in outcomes:
         arrow = "↑" if o.plan.higher_is_better else "↓"
         best = f"{o.plan.main_metric} {arrow} {o.best_value:.4g}" if o.best_value is not None else "-"
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in o.best_params.items())
-        table.add_row(escape(o.plan.name), str(o.complete), str(o.pruned), str(o.failed), str(o.epochs), best, params or "-", o.parent_run_id)
+        counts = f"{o.complete}/{o.pruned}/{o.failed}"
+        table.add_row(escape(o.plan.label), o.plan.model, counts, str(o.epochs), best, escape(params) or "-")
     return table

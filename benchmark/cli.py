@@ -138,13 +138,19 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
     from benchmark.models import MODELS
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is visible to torch")
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     console = Console()
     models = _model_names(MODELS, args.cells) if args.cells else None
+    for flag, values in (("--hidden", args.hidden), ("--batch", args.batch), ("--seq-len", args.seq_len)):
+        if values and min(values) < 1:
+            raise ConfigError(f"{flag} values must be positive integers (got {min(values)})")
     if args.overhead:
         from benchmark.overhead import measure_overhead, summary_lines
 
@@ -167,7 +173,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
             raise ConfigError("--preset deepbench is a fixed list of shapes; drop it to give --hidden/--batch/--seq-len")
         cpu = speed.PRESETS["cpu"]["shapes"]
         axes = [given or sorted({getattr(s, a) for s in cpu}) for given, a in ((args.hidden, "hidden"), (args.batch, "batch"), (args.seq_len, "seq_len"))]
-        shapes = list(speed._grid(*axes))
+        shapes = list(speed.grid(*axes))
     else:
         shapes = list(preset["shapes"])
     impls = args.impls or list(preset["impls"])

@@ -1,6 +1,6 @@
 """Kernel speed of the recurrent cells, DeepBench style: forward and forward+backward over shapes.
 
-    rnnbench speed                                   # CPU grid, ~2 min on 2 cores
+    rnnbench speed                                   # CPU grid (6 min on 2 busy cores, half of it compiling)
     rnnbench speed --cells gru lstm --hidden 128 512 --seq-len 25 50 100
     rnnbench speed --preset deepbench --device cuda  # DeepBench's training shapes (GPU)
 
@@ -50,7 +50,8 @@ class Shape:
     seq_len: int
 
 
-def _grid(hidden, batch, seq_len) -> tuple[Shape, ...]:
+def grid(hidden, batch, seq_len) -> tuple[Shape, ...]:
+    """Every combination of the given hidden sizes, batch sizes and sequence lengths."""
     return tuple(Shape(h, b, t) for h, b, t in itertools.product(hidden, batch, seq_len))
 
 

@@ -184,7 +184,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
         console.print(f"[dim]{len(done)}/{len(models) * len(shapes) * len(impls) * 2} {row.impl} {row.model} H={row.hidden} B={row.batch} T={row.seq_len} {row.mode}: "
                       + (f"{row.median_ms:.3g} ms" if row.runs else row.note) + "[/]", highlight=False)
 
-    rows = speed.run_grid(models, shapes, impls, device, threads, args.min_run_time, not args.no_memory, progress, args.clock)
+    rows = speed.run_grid(models, shapes, impls, device, threads, args.min_run_time, not args.no_memory, progress, args.clock, args.compile_budget)
     written = speed_report.report(rows, device, threads, Path(args.out), console)
     console.print(f"written: {', '.join(map(str, written))}")
     if args.track:
@@ -262,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's, from OMP_NUM_THREADS or the cores)")
     p.add_argument("--min-run-time", type=float, default=0.1, help="seconds of timing per configuration (default: %(default)s)")
+    p.add_argument("--compile-budget", type=float, default=60.0, help="seconds of torch.compile warm-ups after which compiled rows are skipped as n/a (default: %(default)s)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall time (default) or process CPU time (for a shared, busy CPU)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     p.add_argument("--out", default="results/speed", help="folder for the CSVs and plot (default: %(default)s)")

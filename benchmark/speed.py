@@ -1,6 +1,6 @@
 """Kernel speed of the recurrent cells, DeepBench style: forward and forward+backward over shapes.
 
-    rnnbench speed                                   # CPU grid (6 min on 2 busy cores, half of it compiling)
+    rnnbench speed                                   # CPU grid (about 4-5 min on 2 cores shared by a dozen jobs)
     rnnbench speed --cells gru lstm --hidden 128 512 --seq-len 25 50 100
     rnnbench speed --preset deepbench --device cuda  # DeepBench's training shapes (GPU)
 
@@ -39,7 +39,7 @@ IMPLS = ("torch", "reference", "compiled")
 # "cpu" = process CPU time: on a shared, oversubscribed CPU it leaves out the time other processes
 # hold the cores (and, with several threads, it sums them). "wall" is the usual choice.
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-COMPILE_BUDGET_S = 120.0  # total warm-up (compile) time after which "compiled" rows are skipped
+COMPILE_BUDGET_S = 60.0  # total warm-up (compile) time after which "compiled" rows are skipped
 MODES = ("forward", "forward+backward")
 
 

@@ -117,7 +117,7 @@ class ReferenceRecurrent(nn.Module):
                     else:
                         state = torch.where(valid, new_state, state)
                         out[:, t] = torch.where(valid, state, 0.0)
-                    for name, value in gates.items():
+                    for name, value in gates.items() if return_gates else ():
                         gate_steps.setdefault(name, [None] * steps)[t] = torch.where(valid, value, 0.0)
                 finals.append(state[0] if self.cell == "lstm" else state)
                 direction_outputs.append(out)

@@ -69,6 +69,13 @@ def _model_block(t: pd.DataFrame) -> Table:
     return Table(header, rows, frozenset(i for i, r in enumerate(t.itertuples()) if r.status == "best"))
 
 
+def _short(value: str) -> str:
+    try:
+        return fmt(float(value))
+    except ValueError:
+        return value
+
+
 def _runs_line(c: Collection) -> str:
     counts = c.runs.status.value_counts().to_dict()
     parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
@@ -100,7 +107,8 @@ def build_report(tracking_uri: str, experiment: str, out: Path) -> list[Path]:
         if v.evidence:
             doc.append(Bullets(v.evidence))
 
-    doc += [Heading("Results per task setting"), Para(METHOD)]
+    if not table.empty:
+        doc += [Heading("Results per task setting"), Para(METHOD)]
     for label, t in (by_label(table) if not table.empty else []):
         runs = finished[finished.task_label == label]
         base = t.baseline.iloc[0]
@@ -139,9 +147,12 @@ def build_report(tracking_uri: str, experiment: str, out: Path) -> list[Path]:
     if c.sweeps:
         doc += [
             Heading("Sweeps"),
-            Table(["study", "task", "model", "trials", "best value", "best parameters"],
-                  [[s.study_name, s.task_label, s.model, str(len(s.trials)), fmt(s.best_value),
-                    ", ".join(f"{k}={v}" for k, v in s.best_params.items())] for s in c.sweeps]),  # fmt: skip
+            Para("Best value: the study's best validation score (Optuna's objective); importances: fANOVA, "
+                 "as the sweep logged them."),  # fmt: skip
+            Table(["study", "task", "model", "trials (finished)", "best value", "best parameters"],
+                  [[s.study_name, s.task_label, s.model, f"{len(s.trials)} ({(s.trials.status == 'FINISHED').sum()})",
+                    fmt(s.best_value), ", ".join(f"{k}={_short(v)}" for k, v in s.best_params.items())]
+                   for s in c.sweeps]),  # fmt: skip
         ]
         for s in c.sweeps:
             for fig in (plots.importances(s, figs / f"importance_{plots.slug(s.study_name)}.png"),

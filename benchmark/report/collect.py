@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,9 @@ def _experiment(mlflow: MlflowClient, name: str, uri: str) -> str:
     return exp.experiment_id
 
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one tiny JSON per sweep
+
+
 def _importances(mlflow: MlflowClient, run_id: str) -> dict[str, float]:
     names = {a.path for a in mlflow.list_artifacts(run_id)}
     if "importances.json" not in names:
@@ -142,7 +146,7 @@ def _importances(mlflow: MlflowClient, run_id: str) -> dict[str, float]:
 
 
 def _sweeps(mlflow: MlflowClient, exp_id: str) -> list[Sweep]:
-    parents = search_all(mlflow, exp_id, "tags.kind = 'sweep'")
+    parents = sorted(search_all(mlflow, exp_id, "tags.kind = 'sweep'"), key=lambda r: r.data.tags.get("study_name", ""))
     trials = search_all(mlflow, exp_id, "tags.kind = 'trial'") if parents else []
     sweeps = []
     for p in parents:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -146,8 +147,12 @@ def optimization_history(sweep, path: Path) -> Path | None:
     ax.plot(trials.number, trials.value, "o", alpha=0.6, label="trial (best validation)")
     ax.step(trials.number, best, where="post", color="tab:red", label="best so far")
     _log_if_wide(ax, trials.value)
+    left_out = len(sweep.trials) - len(trials)
+    note = f"\n({left_out} pruned or failed trial(s) without a final value not shown)" if left_out else ""
     ax.set(xlabel="trial", ylabel=f"validation {sweep.main_metric} ({_arrow(sweep.higher_is_better)})",
-           title=f"{sweep.study_name}: optimization history")  # fmt: skip
+           title=f"{sweep.study_name}: optimization history{note}")  # fmt: skip
+    ax.title.set_fontsize(10)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

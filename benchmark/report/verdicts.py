@@ -108,7 +108,8 @@ def accuracy(ev: Evidence) -> Verdict:
         note = f" ({untested} not testable: fewer than 2 seeds)" if untested else ""
         return Verdict(q, f"Inconclusive: no significant difference in {len(lines)} comparison(s){note}.", lines)
     if len(set(wins)) == 1:
-        return Verdict(q, f"{wins[0].upper()}, in {len(wins)} of {len(lines)} comparisons (the rest not significant).", lines)
+        rest = " (the rest not significant)" if len(wins) < len(lines) else ""
+        return Verdict(q, f"{wins[0].upper()}, significantly, in {len(wins)} of {len(lines)} comparison(s){rest}.", lines)
     return Verdict(q, "It depends on the task: each cell wins somewhere.", lines)
 
 

@@ -139,7 +139,8 @@ def execute_run(
     mlflow = tracking.client(cfg.tracking.tracking_uri)
     exp_id = tracking.experiment_id(mlflow, cfg.tracking.experiment)
     run_key = cfg.run_key()
-    tracking.mark_abandoned(mlflow, exp_id, run_key)
+    if (extra_tags or {}).get("kind", "run") == "run":  # trials are reaped by the sweep's heartbeat instead
+        tracking.mark_abandoned(mlflow, exp_id, run_key)
     main = spec.metric(spec.main_metric)
     tags = {
         "kind": "run",

@@ -52,7 +52,7 @@ def runs_with_key(mlflow: MlflowClient, exp_id: str, run_key: str, status: str |
 
 def mark_abandoned(mlflow: MlflowClient, exp_id: str, run_key: str) -> int:
     """Runs left RUNNING by a killed process are marked KILLED; returns how many."""
-    stale = runs_with_key(mlflow, exp_id, run_key, "RUNNING")
+    stale = [r for r in runs_with_key(mlflow, exp_id, run_key, "RUNNING") if r.data.tags.get("kind", "run") == "run"]
     for run in stale:
         mlflow.set_tag(run.info.run_id, "failure_reason", "process ended before the run finished")
         mlflow.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))

@@ -131,9 +131,10 @@ def importances(sweep, path: Path) -> Path | None:
     if not sweep.importances:
         return None
     items = sorted(sweep.importances.items(), key=lambda kv: kv[1])
-    fig, ax = plt.subplots(figsize=(6, 0.4 * len(items) + 1.5))
+    fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(items) + 1.8))
     ax.barh([k for k, _ in items], [v for _, v in items], color="tab:green")
-    ax.set(xlabel="fANOVA importance", title=f"{sweep.study_name}: hyperparameter importance")
+    ax.set(xlabel="fANOVA importance", title=f"{sweep.study_name}\nhyperparameter importance")
+    ax.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
@@ -150,7 +151,7 @@ def optimization_history(sweep, path: Path) -> Path | None:
     left_out = len(sweep.trials) - len(trials)
     note = f"\n({left_out} pruned or failed trial(s) without a final value not shown)" if left_out else ""
     ax.set(xlabel="trial", ylabel=f"validation {sweep.main_metric} ({_arrow(sweep.higher_is_better)})",
-           title=f"{sweep.study_name}: optimization history{note}")  # fmt: skip
+           title=f"{sweep.study_name}\noptimization history{note}")  # fmt: skip
     ax.title.set_fontsize(10)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)

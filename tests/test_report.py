@@ -226,3 +226,21 @@ def test_unknown_and_empty_experiments_are_one_line_errors(mlflow_uri, capsys):
 def test_html_renders_in_headless_chromium(report, tmp_path):
     png = screenshot(report.out / "report.html", tmp_path / "shot.png", width=900, height=1200)
     assert png.stat().st_size > 20_000  # a blank page is a few kB
+
+
+def test_depth_and_direction_verdict_on_known_numbers():
+    from benchmark.report.verdicts import Evidence, structure
+
+    rows = [
+        {"task_label": "t[x=1]", "task": "t", "model": m, "cell": "gru", "layers": layers, "bidirectional": bi,
+         "seed": seed, "value": v, "higher_is_better": False, "main_metric": "mse"}  # fmt: skip
+        for m, layers, bi, values in [
+            ("gru", "1", "false", [0.5, 0.6, 0.55]),
+            ("bigru", "1", "true", [0.1, 0.12, 0.11]),  # clearly better on every seed
+            ("gru-2l", "2", "false", [0.5, 0.61, 0.56]),  # about the same
+        ]
+        for seed, v in enumerate(values)
+    ]
+    v = structure(Evidence(pd.DataFrame(rows), pd.DataFrame(), []))
+    assert v.answer.startswith("Helps: bigru vs gru on t[x=1]") and "other 1 of 2" in v.answer
+    assert v.evidence[1].endswith("no significant difference")

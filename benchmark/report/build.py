@@ -25,7 +25,8 @@ METHOD = (
     f"the comparisons within the task setting; 'not significantly worse' means adjusted p >= {ALPHA}. "
     "With 2 seeds a paired test has 1 degree of freedom, so only large, consistent gaps reach significance. "
     "Throughput: training sequences per second, validation excluded. Peak memory: CUDA allocator peak on GPU, "
-    "process peak RSS on CPU, which includes the Python runtime and, for runs of one suite process, is the high-water mark of every run before it."
+    "process peak RSS on CPU, which includes the Python runtime and, for runs of one suite process, is the "
+    "high-water mark of every run before it."
 )
 
 

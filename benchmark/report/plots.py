@@ -107,7 +107,8 @@ def metric_vs_cost(table: pd.DataFrame, path: Path) -> Path | None:
         return None
     metric, higher = t.metric.iloc[0], bool(t.higher_is_better.iloc[0])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, col, label in ((axes[0], "param_count", "parameters"), (axes[1], "train_time_s", "training time (s, mean over seeds)")):
+    costs = (("param_count", "parameters"), ("train_time_s", "training time (s, mean over seeds)"))
+    for ax, (col, label) in zip(axes, costs):
         cost, value = t[col].astype(float).to_numpy(), t["mean"].to_numpy()
         front = pareto_front(cost, value, higher)
         ax.errorbar(cost, value, yerr=_spread(t), fmt="o", color="tab:blue", capsize=3, alpha=0.7)
@@ -123,7 +124,8 @@ def metric_vs_cost(table: pd.DataFrame, path: Path) -> Path | None:
         ax.set(xlabel=label, ylabel=f"test {metric} ({_arrow(higher)})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{t.task_label.iloc[0]}\ntest {metric} vs cost (mean; bars: min-max over seeds; red: Pareto front)", fontsize=10)
+    what = f"test {metric} vs cost (mean; bars: min-max over seeds; red: Pareto front)"
+    fig.suptitle(f"{t.task_label.iloc[0]}\n{what}", fontsize=10)
     return _save(fig, path)
 
 

@@ -128,7 +128,10 @@ def parameters(ev: Evidence) -> Verdict:
             continue
         gru_hidden = runs[runs.cell == "gru"].hidden
         hidden = int(gru_hidden.iloc[0]) if len(gru_hidden) else 128
-        count = {c: parameter_count(spec, resolve_architecture(spec, ModelConfig(name=c, hidden_size=hidden))) for c in ("gru", "lstm")}
+        count = {
+            c: parameter_count(spec, resolve_architecture(spec, ModelConfig(name=c, hidden_size=hidden)))
+            for c in ("gru", "lstm")
+        }
         lines.append(
             f"{name} (hidden {hidden}, whole network with input layer and head): GRU {count['gru']:,} vs LSTM "
             f"{count['lstm']:,} parameters, ratio {count['gru'] / count['lstm']:.4f}"
@@ -213,9 +216,13 @@ def lengths(ev: Evidence) -> Verdict:
             elif math.isnan(held):
                 held_text = f"does not beat the baseline by {BREAKDOWN_MARGIN:.0%} even at the shortest, {fmt(first_fail)}"
             else:
-                held_text = f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} up to {axis[5:]} = {fmt(held)}, falls to it at {fmt(first_fail)}"
+                held_text = (
+                    f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} up to {axis[5:]} = {fmt(held)}, "
+                    f"falls to it at {fmt(first_fail)}"
+                )
             lines.append(
-                f"{name}: {model} {held_text} ({axis[5:]}: mean {metric} over {'/'.join(map(str, sorted(set(g.n))))} seeds vs baseline: "
+                f"{name}: {model} {held_text} ({axis[5:]}: mean {metric} over "
+                f"{'/'.join(map(str, sorted(set(g.n))))} seeds vs baseline: "
                 + ", ".join(f"{fmt(r.length)}: {fmt(r.mean)} vs {fmt(r.baseline)}" for r in g.itertuples()) + ")"
             )
     if not holds:
@@ -238,7 +245,7 @@ def lengths(ev: Evidence) -> Verdict:
 
 def structure(ev: Evidence) -> Verdict:
     q = "Does bidirectionality or depth help?"
-    lines, helped, hurt = [], 0, 0
+    lines, helped, hurt = [], [], []
     for label, task in by_label(ev.finished):
         shape = {m: (g.cell.iloc[0], int(g.layers.iloc[0]), g.bidirectional.iloc[0]) for m, g in task.groupby("model")}
         pairs = []
@@ -258,7 +265,7 @@ def structure(ev: Evidence) -> Verdict:
             better = (c.diff > 0) == higher
             effect = _effect(c, "helps" if better else "hurts")
             if c.significant:
-                helped, hurt = helped + better, hurt + (not better)
+                (helped if better else hurt).append(f"{big} vs {small} on {label}")
             mb, ms = task[task.model == big].value.mean(), task[task.model == small].value.mean()
             lines.append(f"{label}, {what}: {big} {metric} {fmt(mb)} vs {small} {fmt(ms)} ({_p(c)}): {effect}")
     if not lines:
@@ -267,7 +274,10 @@ def structure(ev: Evidence) -> Verdict:
         untested = sum(line.endswith("not tested") for line in lines)
         note = f", {untested} not testable with fewer than 2 seeds" if untested else ""
         return Verdict(q, f"Inconclusive: no significant difference in {len(lines)} comparison(s) (alpha {ALPHA}{note}).", lines)
-    return Verdict(q, f"Helps in {helped}, hurts in {hurt}, undecided in {len(lines) - helped - hurt} of {len(lines)} comparisons; see below.", lines)
+    parts = [f"helps: {', '.join(helped)}" if helped else "", f"hurts: {', '.join(hurt)}" if hurt else ""]
+    undecided = len(lines) - len(helped) - len(hurt)
+    answer = "; ".join(p for p in parts if p) + f"; no significant difference in the other {undecided} of {len(lines)}."
+    return Verdict(q, answer[0].upper() + answer[1:], lines)
 
 
 def hyperparameters(ev: Evidence) -> Verdict:

@@ -67,6 +67,7 @@ def _model_block(t: pd.DataFrame) -> Table:
          _vs_best(r)]  # fmt: skip
         for r in t.itertuples()
     ]
+    rows.append(["*trivial baseline*", fmt(t.baseline.iloc[0])] + [""] * (len(header) - 2))
     return Table(header, rows, frozenset(i for i, r in enumerate(t.itertuples()) if r.status == "best"))
 
 

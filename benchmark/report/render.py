@@ -17,7 +17,7 @@ class Heading:
 
 @dataclass
 class Para:
-    text: str  # inline Markdown: **bold**, `code`
+    text: str  # inline Markdown: **bold**, *italic*, `code`
 
 
 @dataclass
@@ -71,6 +71,7 @@ def markdown(blocks: list[Block], base: Path) -> str:
 def _inline(text: str) -> str:
     text = html.escape(text)
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    text = re.sub(r"\*(.+?)\*", r"<em>\1</em>", text)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
@@ -82,6 +83,7 @@ h2 { border-bottom: 1px solid #eee; padding-bottom: .15em; margin-top: 1.8em; }
 table { border-collapse: collapse; margin: .8em 0 1.2em; font-size: 0.86em; }
 th, td { border: 1px solid #ccc; padding: .3em .55em; text-align: right; }
 th { background: #f3f3f3; }
+td:not(:last-child) { white-space: nowrap; }
 td:first-child, th:first-child { text-align: left; }
 tr.best td { background: #e9f7ec; font-weight: 600; }
 code { background: #f4f4f4; padding: 0 .25em; border-radius: 3px; }

@@ -15,7 +15,7 @@ condition holds; conditions name a fact of the study's variant (``cell``, ``laye
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -48,52 +48,46 @@ class _Param(Section):
         )
 
 
-class FloatParam(_Param):
+class _RangeParam(_Param):
+    """A numeric range; subclasses fix the number type and the step that means "no step"."""
+
+    no_step: ClassVar[Any] = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0 (got {self.low})")
+        if self.log and self.step != self.no_step:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+    def extremes(self) -> list[Any]:
+        return [self.low, self.high]
+
+
+class FloatParam(_RangeParam):
     type: Literal["float"]
     low: float
     high: float
     log: bool = False
     step: float | None = Field(None, gt=0)
 
-    @model_validator(mode="after")
-    def _check(self):
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log scale needs low > 0 (got {self.low})")
-        if self.log and self.step is not None:
-            raise ValueError("log and step cannot be combined")
-        return self
-
     def suggest(self, trial, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
 
-    def extremes(self) -> list[Any]:
-        return [self.low, self.high]
 
-
-class IntParam(_Param):
+class IntParam(_RangeParam):
     type: Literal["int"]
     low: int
     high: int
     log: bool = False
     step: int = Field(1, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self):
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log scale needs low > 0 (got {self.low})")
-        if self.log and self.step != 1:
-            raise ValueError("log and step cannot be combined")
-        return self
+    no_step: ClassVar[Any] = 1
 
     def suggest(self, trial, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log, step=self.step)
-
-    def extremes(self) -> list[Any]:
-        return [self.low, self.high]
 
 
 class CategoricalParam(_Param):

@@ -289,6 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"rnnbench: error: {e}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, SystemExit) as e:
+        if isinstance(e, SystemExit) and e.code in (None, 0):
+            raise
+        # Lightning turns Ctrl+C and SIGTERM into SystemExit; the interrupted runs are already marked KILLED.
+        print("rnnbench: interrupted; runs in progress are marked KILLED in MLflow. Rerun the same command to resume.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ class SuiteConfig(Section):
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
     results_dir: str = "results"
+    jobs: int = Field(1, gt=0, description="runs trained at once, each in its own process")
 
     def runs(self) -> list[RunConfig]:
         """Expand to run configs, ordered seed-major so a partial suite covers every cell."""

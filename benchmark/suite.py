@@ -4,11 +4,14 @@
 
 A rerun skips every run whose FINISHED record (same run key) is already in MLflow; runs left
 RUNNING by a killed process are marked KILLED and run again; a failed run is recorded and the
-suite goes on.
+suite goes on. ``jobs: N`` trains N runs at once in separate processes (one core each, say).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -54,19 +57,57 @@ def run_suite(suite: SuiteConfig, console: Console | None = None, runs: list[Run
         f"{len(suite.seeds)} seeds), {skipped} already finished in MLflow, {len(pending)} to run. "
         f"Tracking: {suite.tracking.tracking_uri} (experiment '{suite.tracking.experiment}')"
     )
-    executed = []
+    tags = {"suite": suite.name, "suite_jobs": str(suite.jobs)}
     with _progress(console) as progress:
         overall = progress.add_task("suite", total=len(pending), info="")
-        for cfg in pending:
-            name = f"{cfg.task.name}/{cfg.model.name}/seed{cfg.seed}"
-            current = progress.add_task(f"  {name}", total=None, info="")
-            result = execute_run(cfg, progress=progress, progress_task=current, extra_tags={"suite": suite.name})
-            progress.remove_task(current)
-            executed.append(result)
-            _report_run(progress.console, result)
-            progress.advance(overall)
+        run = _run_in_processes if suite.jobs > 1 and len(pending) > 1 else _run_here
+        executed = run(pending, tags, progress, overall, suite.jobs)
     summary = summarize(mlflow, exp_id, runs)
     return SuiteOutcome(executed, skipped, summary)
+
+
+def _run_here(pending: list[RunConfig], tags: dict, progress: Progress, overall, jobs: int) -> list[RunResult]:
+    executed = []
+    for cfg in pending:
+        current = progress.add_task(f"  {cfg.task.name}/{cfg.model.name}/seed{cfg.seed}", total=None, info="")
+        result = execute_run(cfg, progress=progress, progress_task=current, extra_tags=tags)
+        progress.remove_task(current)
+        executed.append(result)
+        _report_run(progress.console, result)
+        progress.advance(overall)
+    return executed
+
+
+def _execute_in_worker(cfg_json: str, tags: dict) -> RunResult:
+    return execute_run(RunConfig.model_validate_json(cfg_json), extra_tags=tags)
+
+
+def _run_in_processes(pending: list[RunConfig], tags: dict, progress: Progress, overall, jobs: int) -> list[RunResult]:
+    """``jobs`` runs at once, each in a fresh (spawned) process; results come back as they finish.
+
+    Each run still ends FINISHED/FAILED/KILLED in MLflow by itself; a worker that dies outright
+    (killed, out of memory) leaves its run RUNNING, which the next resume marks KILLED.
+    """
+    executed = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_execute_in_worker, cfg.model_dump_json(), tags): cfg for cfg in pending}
+        progress.update(overall, info=f"{jobs} at a time")
+        try:
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    raise RuntimeError("a suite worker process died; rerun the same command to resume") from None
+                executed.append(result)
+                _report_run(progress.console, result)
+                progress.advance(overall)
+        except BaseException:  # Ctrl+C or a kill of this process: stop the workers too
+            for future in futures:
+                future.cancel()
+            for process in list(pool._processes.values()):
+                process.terminate()  # Lightning turns SIGTERM into an exit; the runner marks the run KILLED
+            raise
+    return executed
 
 
 def _report_run(console: Console, r: RunResult) -> None:

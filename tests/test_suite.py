@@ -86,3 +86,16 @@ def test_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, mlflow_uri, div
     # failed runs are retried on resume, finished ones are not
     again = run_suite(load_suite_config(path), Console(quiet=True))
     assert [r.label.split("[")[0] for r in again.executed] == [diverging_task]
+
+
+def test_parallel_jobs_give_the_same_results_as_one_at_a_time(tmp_path, mlflow_uri):
+    path = write_suite(tmp_path, mlflow_uri, [{"name": "adding", **TINY}], ["gru", "lstm", "rnn"])
+    sequential = run_suite(load_suite_config(path, ["tracking.experiment=one"]), Console(quiet=True))
+    parallel = run_suite(load_suite_config(path, ["tracking.experiment=two", "jobs=2"]), Console(quiet=True))
+    assert len(parallel.executed) == 3 and all(r.status == "FINISHED" for r in parallel.executed)
+    by_model = lambda outcome: {r.model: r.metrics["test/mse"] for r in outcome.executed}  # noqa: E731
+    assert by_model(parallel) == by_model(sequential)
+    client = MlflowClient(mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name("two").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
+    assert {r.data.tags["suite_jobs"] for r in runs} == {"2"}

@@ -244,3 +244,23 @@ def test_depth_and_direction_verdict_on_known_numbers():
     v = structure(Evidence(pd.DataFrame(rows), pd.DataFrame(), []))
     assert v.answer.startswith("Helps: bigru vs gru on t[x=1]") and "other 1 of 2" in v.answer
     assert v.evidence[1].endswith("no significant difference")
+
+
+def test_speed_verdict_names_the_settled_direction_on_known_numbers():
+    from benchmark.report.verdicts import Evidence, speed
+
+    def rows(label, gru, lstm):
+        return [
+            {"task_label": label, "task": "t", "model": m, "cell": m, "layers": "1", "bidirectional": "false",
+             "seed": seed, "throughput": v, "hidden": 8, "device": "cpu"}  # fmt: skip
+            for m, values in (("gru", gru), ("lstm", lstm))
+            for seed, v in enumerate(values)
+        ]
+
+    clear = rows("t[x=1]", [600, 640, 620], [1000, 1010, 990])  # LSTM faster on every seed
+    noisy = rows("t[x=2]", [600, 1400, 900], [1000, 700, 1100])  # ratio's CI spans 1
+    v = speed(Evidence(pd.DataFrame(clear + noisy), pd.DataFrame(), []))
+    assert v.answer == "No, on cpu: GRU trains slower in 1 of 2 settings (throughput-ratio CI excludes 1; the rest undecided)."
+    assert speed(Evidence(pd.DataFrame(noisy), pd.DataFrame(), [])).answer.startswith("Inconclusive")
+    faster = rows("t[x=3]", [1000, 1010, 990], [600, 640, 620])
+    assert speed(Evidence(pd.DataFrame(clear + faster), pd.DataFrame(), [])).answer.startswith("It depends on the task")

@@ -166,10 +166,16 @@ def speed(ev: Evidence) -> Verdict:
         return Verdict(q, "Inconclusive: no task setting has finished runs of both a GRU and an LSTM variant.")
     devices = "; ".join(sorted(set(ev.finished.device) - {""})) or "unknown device"
     settled = set(verdicts) - {"undecided"}
-    if len(settled) == 1 and "undecided" not in verdicts:
-        word = "Yes" if settled == {"faster"} else "No"
-        return Verdict(q, f"{word}, on {devices}: GRU trains {settled.pop()} in every setting measured (CIs exclude 1).", lines)
-    return Verdict(q, f"Inconclusive on {devices}: the throughput ratio's CI includes 1 or its sign varies.", lines)
+    if len(settled) == 1:
+        direction = settled.pop()
+        word = "Yes" if direction == "faster" else "No"
+        decided = verdicts.count(direction)
+        where = "every setting measured" if decided == len(verdicts) else f"{decided} of {len(verdicts)} settings"
+        rest = "" if decided == len(verdicts) else "; the rest undecided"
+        return Verdict(q, f"{word}, on {devices}: GRU trains {direction} in {where} (throughput-ratio CI excludes 1{rest}).", lines)
+    if len(settled) > 1:
+        return Verdict(q, f"It depends on the task, on {devices}: GRU is faster in some settings and slower in others.", lines)
+    return Verdict(q, f"Inconclusive on {devices}: every throughput ratio's CI includes 1.", lines)
 
 
 def _length_axis(runs: pd.DataFrame) -> str | None:

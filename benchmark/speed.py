@@ -19,9 +19,11 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import platform
 import re
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -178,6 +180,20 @@ def _bidirectional(module) -> bool:
     return getattr(module, "bidirectional", False) or getattr(module, "directions", 1) == 2
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Kineto prints two "USDT: profiler_start/stop" lines from C++ per profile; no setting turns them off."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory_mb(fn, device: torch.device) -> float:
     """Memory allocated by one call above what was allocated before it.
 
@@ -194,7 +210,9 @@ def peak_memory_mb(fn, device: torch.device) -> float:
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    with _native_stderr_silenced(), profile(
+        activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+    ) as prof:
         fn()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "memory.json"

@@ -172,7 +172,7 @@ def test_killed_worker_trial_goes_stale_and_the_rerun_reaches_the_target(tmp_pat
         pruner="none",
         heartbeat_interval=1,
         grace_period=3,
-        train={"batch_size": 32, "max_epochs": 3},
+        train={"batch_size": 32, "max_epochs": 30},  # long enough that the kill lands mid-trial
     )
     sweep = load_sweep_config(path)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from benchmark import tracking
 from benchmark.config import RunConfig, SuiteConfig
 from benchmark.runner import RunResult, execute_run
-from benchmark.summary import Summary, search_all, summarize
+from benchmark.summary import Summary, summarize
 
 
 @dataclass
@@ -49,7 +49,7 @@ def run_suite(suite: SuiteConfig, console: Console | None = None, runs: list[Run
     runs = suite.runs() if runs is None else runs
     mlflow = tracking.client(suite.tracking.tracking_uri)
     exp_id = tracking.experiment_id(mlflow, suite.tracking.experiment)
-    finished = {r.data.tags.get("run_key") for r in search_all(mlflow, exp_id, "attributes.status = 'FINISHED'")}
+    finished = {r.data.tags.get("run_key") for r in tracking.search_all(mlflow, exp_id, "attributes.status = 'FINISHED'")}
     pending = [r for r in runs if r.run_key() not in finished]
     skipped = len(runs) - len(pending)
     console.print(
@@ -90,7 +90,7 @@ def _run_in_processes(pending: list[RunConfig], tags: dict, progress: Progress, 
     """
     executed = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_execute_in_worker, cfg.model_dump_json(), tags): cfg for cfg in pending}
+        futures = [pool.submit(_execute_in_worker, cfg.model_dump_json(), tags) for cfg in pending]
         progress.update(overall, info=f"{jobs} at a time")
         try:
             for future in as_completed(futures):

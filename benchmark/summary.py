@@ -14,17 +14,7 @@ from rich.table import Table
 
 from benchmark.config import RunConfig
 from benchmark.task import create_task
-
-
-def search_all(mlflow: MlflowClient, exp_id: str, filter_string: str = ""):
-    """Every run matching the filter, across result pages."""
-    runs, token = [], None
-    while True:
-        page = mlflow.search_runs([exp_id], filter_string=filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+from benchmark.tracking import search_all
 
 
 @dataclass

@@ -43,16 +43,21 @@ def experiment_id(mlflow: MlflowClient, name: str, create: bool = True) -> str |
     return mlflow.create_experiment(name) if create else None
 
 
-def runs_with_key(mlflow: MlflowClient, exp_id: str, run_key: str, status: str | None = None):
-    query = f"tags.run_key = '{run_key}'"
-    if status:
-        query += f" and attributes.status = '{status}'"
-    return mlflow.search_runs([exp_id], filter_string=query, max_results=1000)
+def search_all(mlflow: MlflowClient, exp_id: str, filter_string: str = ""):
+    """Every run matching the filter, across result pages."""
+    runs, token = [], None
+    while True:
+        page = mlflow.search_runs([exp_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def mark_abandoned(mlflow: MlflowClient, exp_id: str, run_key: str) -> int:
     """Runs left RUNNING by a killed process are marked KILLED; returns how many."""
-    stale = [r for r in runs_with_key(mlflow, exp_id, run_key, "RUNNING") if r.data.tags.get("kind", "run") == "run"]
+    query = f"tags.run_key = '{run_key}' and attributes.status = 'RUNNING'"
+    stale = [r for r in search_all(mlflow, exp_id, query) if r.data.tags.get("kind", "run") == "run"]
     for run in stale:
         mlflow.set_tag(run.info.run_id, "failure_reason", "process ended before the run finished")
         mlflow.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))

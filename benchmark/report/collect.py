@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from benchmark.config import ConfigError
-from benchmark.summary import search_all
+from benchmark.tracking import experiment_id, search_all
 
 # final metrics the runner logs once per run, as tidy column names
 RUN_METRICS = {
@@ -124,13 +124,13 @@ def _run_row(run) -> dict:
 
 
 def _experiment(mlflow: MlflowClient, name: str, uri: str) -> str:
-    exp = mlflow.get_experiment_by_name(name)
-    if exp is None:
+    exp_id = experiment_id(mlflow, name, create=False)
+    if exp_id is None:
         known = sorted(e.name for e in mlflow.search_experiments())
         raise ConfigError(
             f"experiment '{name}' not found at {uri}. Experiments there: {', '.join(known) or 'none'}"
         )
-    return exp.experiment_id
+    return exp_id
 
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one tiny JSON per sweep

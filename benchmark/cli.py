@@ -159,7 +159,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
         model = models[0] if models else "gru"
         batch = args.batch[0] if args.batch else 64
         options = {"seq_len": args.seq_len[0] if args.seq_len else 50}
-        result = measure_overhead("adding", model, batch, args.steps, args.repeats, options)
+        result = measure_overhead("adding", model, batch, args.steps, args.repeats, options, device=device)
         lines = summary_lines(result, f"adding T={options['seq_len']}", model, batch, args.steps, threads)
         print("\n".join(lines))
         return 0

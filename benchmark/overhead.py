@@ -78,12 +78,14 @@ class CpuClock(Callback):
             self._start()
 
 
-def run_config(task: str, model: str, batch: int, steps: int, seed: int, tracking_uri: str, options: dict) -> RunConfig:
+def run_config(
+    task: str, model: str, batch: int, steps: int, seed: int, tracking_uri: str, options: dict, device: torch.device
+) -> RunConfig:
     """One epoch of ``steps`` training steps; tiny validation and test sets (they are not timed)."""
     return RunConfig(
         task=TaskConfig(name=task, train_size=steps * batch, val_size=batch, test_size=batch, **options),
         model=ModelConfig(name=model),
-        train=TrainConfig(batch_size=batch, max_epochs=1),
+        train=TrainConfig(batch_size=batch, max_epochs=1, accelerator=device.type, devices=1),
         tracking=TrackingConfig(tracking_uri=tracking_uri, experiment="overhead"),
         seed=seed,
     )
@@ -127,17 +129,18 @@ def measure_overhead(
     repeats: int = 5,
     options: dict | None = None,
     on_repeat=None,
+    device: torch.device | None = None,
 ) -> OverheadResult:
     """Alternate framework and plain runs ``repeats`` times after one discarded warm-up pair."""
     from benchmark.runner import execute_run
 
     options = {"seq_len": 50} if options is None and task == "adding" else (options or {})
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     result = OverheadResult()
     with tempfile.TemporaryDirectory(prefix="rnnbench-overhead-") as tmp:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for r in range(repeats + 1):
-            cfg = run_config(task, model, batch, steps, r, uri, options)
+            cfg = run_config(task, model, batch, steps, r, uri, options, device)
             order = ("framework", "plain") if r % 2 == 0 else ("plain", "framework")
             for path in order:
                 if path == "framework":

@@ -28,6 +28,11 @@ class OutputKind(str, Enum):
     SEQUENCE_CLASSIFICATION = "sequence_classification"  # one label per sequence
     SEQUENCE_REGRESSION = "sequence_regression"  # one real vector per sequence
     STEP_CLASSIFICATION = "step_classification"  # one label per time step
+    STEP_REGRESSION = "step_regression"  # one real vector per time step (NaN targets are not scored)
+
+    @property
+    def per_step(self) -> bool:
+        return self in (OutputKind.STEP_CLASSIFICATION, OutputKind.STEP_REGRESSION)
 
 
 @dataclass
@@ -75,6 +80,7 @@ class TaskSpec:
     main_metric: str
     baseline: Baseline | None = None
     padding_idx: int | None = None  # token id that is padding (tokens only)
+    causal: bool = False  # per-step targets are later inputs (forecasting): a backward direction would read them
     extra: dict[str, Any] = field(default_factory=dict)  # task facts worth logging (e.g. T)
 
     def __post_init__(self):

@@ -44,7 +44,7 @@ def test_every_variant_forward_backward(name, output_kind, input_kind):
     lengths = torch.tensor([7, 3, 5, 1])
     for lens in (None, lengths):
         out = net(x, lens)
-        expected = (4, 7, 3) if output_kind is OutputKind.STEP_CLASSIFICATION else (4, 3)
+        expected = (4, 7, 3) if output_kind.per_step else (4, 3)
         assert out.shape == expected
         assert torch.isfinite(out).all()
     out.sum().backward()

@@ -45,6 +45,8 @@ def test_batches_match_spec(name, tmp_path):
         elif spec.output_kind is OutputKind.SEQUENCE_CLASSIFICATION:
             assert batch.targets.shape == (n,)
             assert 0 <= batch.targets.min() and batch.targets.max() < spec.num_outputs
+        elif spec.output_kind is OutputKind.STEP_REGRESSION:
+            assert batch.targets.shape == (*batch.inputs.shape[:2], spec.num_outputs) and batch.targets.is_floating_point()
         else:
             assert batch.targets.shape == batch.inputs.shape[:2]
             scored = batch.targets[batch.targets != IGNORE_INDEX]

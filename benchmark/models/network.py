@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from benchmark.task import InputKind, OutputKind, TaskSpec
+from benchmark.task import InputKind, TaskSpec
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 GATES_PER_CELL = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -112,7 +112,7 @@ class RecurrentNetwork(nn.Module):
     def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
         x = self.embedding(inputs) if self.embedding is not None else inputs
         outputs, last = self.encoder(x, lengths)
-        if self.output_kind is OutputKind.STEP_CLASSIFICATION:
+        if self.output_kind.per_step:
             return self.head(self.dropout(outputs))  # (B, T, C)
         return self.head(self.dropout(self.pool(outputs, last, lengths)))  # (B, C)
 

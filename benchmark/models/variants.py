@@ -92,7 +92,10 @@ def resolve_architecture(spec: TaskSpec, cfg: ModelConfig) -> Architecture:
         hidden = solve_hidden_size(spec, cfg, cfg.param_budget)
     else:
         hidden = cfg.hidden_size or DEFAULT_HIDDEN_SIZE
-    return _architecture(cfg, hidden)
+    arch = _architecture(cfg, hidden)
+    if spec.causal and arch.bidirectional:
+        raise ConfigError(f"task '{spec.name}' predicts later inputs: model '{cfg.name}' is bidirectional and would read them; use a unidirectional model")
+    return arch
 
 
 def build_model(spec: TaskSpec, cfg: ModelConfig) -> RecurrentNetwork:

@@ -390,6 +390,7 @@ def _bad_inputs(tmp_path) -> dict[str, tuple[list[str], str]]:
         "empty split": ([f"task.path={good}", f"task.test_path={empty}"], "the test split is empty"),
         "nan without a rule": ([f"task.path={nan}"], "missing value (NaN) at step 1, channel 0"),
         "text as regression": ([f"task.path={good}", "task.target=regression"], "has target 'a', not a number"),
+        "sequence labels as step targets": ([f"task.path={write_npz(tmp_path / 'padded.npz', seqs, labels, padded=True)}", "task.target=step_classification"], "holds one value per sequence"),
         "missing column": ([f"task.path={long}", "task.format=long"], "has no column 'id' (task.id_column)"),
         "bidirectional forecast": ([f"task.path={good}", "task.target=forecast", "model=bigru"], "is bidirectional"),
         "unknown option": (["task.normalise=none"], "Did you mean 'task.normalize'?"),

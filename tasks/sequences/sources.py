@@ -165,6 +165,8 @@ def read_npz(path: Path, o: SequenceOptions) -> RawSequences:
         if len(y) != len(sequences):
             raise ConfigError(f"'{path}': array '{o.label_column}' has {len(y)} entries for {len(sequences)} sequences")
         if o.target in STEP_TARGETS and y.dtype != object:
+            if y.ndim < 2:
+                raise ConfigError(f"'{path}': array '{o.label_column}' holds one value per sequence; task.target={o.target} needs one per step")
             targets = [y[i, : lengths[i]] for i in range(len(sequences))]  # padded per-step targets
         else:
             targets = list(y)

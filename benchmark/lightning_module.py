@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from benchmark import record
 from benchmark.config import TrainConfig
 from benchmark.metrics import nonfinite
 from benchmark.task import Batch, TaskSpec
@@ -30,14 +31,10 @@ class RecurrentTaskModule(L.LightningModule):
         # Averages accumulate on the device and sync once per epoch: no per-step host round trip.
         # nan_strategy="disable": the default checks every update on the host (a sync) and drops
         # NaNs, which would hide a diverged epoch from the check in on_train_epoch_end.
-        self.meters = nn.ModuleDict(
-            {
-                f"{stage}_{m.name}": MeanMetric(nan_strategy="disable")
-                for stage in ("train", "val", "test")
-                for m in spec.metrics
-            }
-            | {"train_loss": MeanMetric(nan_strategy="disable")}
-        )
+        names = [(stage, m.name) for stage in (record.TRAIN, record.VAL, record.TEST) for m in spec.metrics]
+        names.append((record.TRAIN, "loss"))
+        self.meters = nn.ModuleDict({f"{stage}_{name}": MeanMetric(nan_strategy="disable") for stage, name in names})
+        self.logged_as = {f"{stage}_{name}": record.on_split(stage, name) for stage, name in names}
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.network(batch.inputs, batch.lengths)
@@ -51,7 +48,7 @@ class RecurrentTaskModule(L.LightningModule):
         # Logged once per epoch, not per step: each self.log call costs Lightning bookkeeping.
         for key, meter in self.meters.items():
             if key.startswith(f"{stage}_"):
-                self.log(key.replace("_", "/", 1), meter.compute(), on_step=False, on_epoch=True)
+                self.log(self.logged_as[key], meter.compute(), on_step=False, on_epoch=True)
                 meter.reset()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:

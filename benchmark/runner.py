@@ -10,18 +10,22 @@ import resource
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from mlflow.entities import RunStatus, RunTag
+from mlflow.entities import RunTag
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from benchmark import tracking
+from benchmark import record, tracking
 from benchmark.config import RunConfig, flatten
 from benchmark.lightning_module import RecurrentTaskModule
-from benchmark.models import RecurrentNetwork, count_parameters, resolve_architecture
-from benchmark.task import create_task
+from benchmark.models import Architecture, RecurrentNetwork, count_parameters, parameter_count, resolve_architecture
+from benchmark.record import RunMetric, Tag
+from benchmark.task import Metric, Task, TaskSpec, create_task
 
 for _noisy in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
@@ -46,19 +50,23 @@ class RunResult:
 
 
 class ThroughputMeter(Callback):
-    """Training-only wall time (validation excluded) and sequences per second."""
+    """The run's stopwatch: training-only wall and process CPU time (validation excluded),
+    sequences trained, and epochs whose validation completed (a pruned epoch counts)."""
 
     def __init__(self):
-        self.samples, self.seconds, self._since = 0, 0.0, None
+        self.samples, self.seconds, self.cpu_seconds, self.epochs = 0, 0.0, 0.0, 0
+        self._since: tuple[float, float] | None = None
 
-    def _now(self, trainer) -> float:
+    def _now(self, trainer) -> tuple[float, float]:
         if trainer.strategy.root_device.type == "cuda":  # time finished kernels, not queued ones
             torch.cuda.synchronize(trainer.strategy.root_device)
-        return time.perf_counter()
+        return time.perf_counter(), time.process_time()
 
     def _stop(self, trainer) -> None:
         if self._since is not None:
-            self.seconds += self._now(trainer) - self._since
+            wall, cpu = self._now(trainer)
+            self.seconds += wall - self._since[0]
+            self.cpu_seconds += cpu - self._since[1]
             self._since = None
 
     def on_train_epoch_start(self, trainer, pl_module):
@@ -71,13 +79,16 @@ class ThroughputMeter(Callback):
         self._stop(trainer)
 
     def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        self.epochs += 1
         if trainer.training:
             self._since = self._now(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module):
         self._stop(trainer)
         if self.seconds > 0:
-            pl_module.log("train/seq_per_s", self.samples / self.seconds, on_epoch=True, sync_dist=False)
+            pl_module.log(record.TRAIN_SEQ_PER_S, self.samples / self.seconds, on_epoch=True, sync_dist=False)
 
     @property
     def seq_per_s(self) -> float:
@@ -98,9 +109,37 @@ class ProgressReporter(Callback):
             self.progress.update(self.task_id, completed=trainer.global_step)
 
     def on_validation_end(self, trainer, pl_module):
-        shown = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        info = " ".join(f"{k[4:]}={v:.4g}" for k, v in sorted(shown.items()))
+        prefix = record.on_val("")
+        shown = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
+        info = " ".join(f"{k[len(prefix):]}={v:.4g}" for k, v in sorted(shown.items()))
         self.progress.update(self.task_id, completed=trainer.global_step, info=f"epoch {trainer.current_epoch} {info}")
+
+
+def progress_bar(console: Console) -> Progress:
+    """The progress display of ``rnnbench run`` and ``suite``: one line per run, plus the suite's."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+    )
+
+
+def print_result(console: Console, r: RunResult) -> None:
+    """One line per finished run: its test metrics and costs, or why it failed."""
+    name = escape(f"{r.label} {r.model} seed={r.seed}")  # labels hold [...], which rich reads as markup
+    if r.status != record.FINISHED:
+        console.print(f"[red]x {name}: {r.status} - {escape(r.failure or '')}[/]")
+        return
+    prefix = record.on_test("")
+    tests = " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items() if k.startswith(prefix))
+    console.print(
+        f"[green]ok[/] {name}: {tests}  params={r.param_count:,}  "
+        f"{r.metrics[RunMetric.THROUGHPUT]:,.0f} seq/s  {r.metrics[RunMetric.WALL_TIME]:.1f}s"
+    )
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -109,125 +148,167 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process high-water mark (Linux: KiB)
 
 
-def execute_run(
-    cfg: RunConfig,
-    *,
-    progress=None,
-    progress_task=None,
-    extra_tags: dict | None = None,
-    callbacks: list[Callback] = (),
-    passthrough: tuple[type[BaseException], ...] = (),
-) -> RunResult:
-    """Train, validate and test one configuration; the MLflow run ends FINISHED, FAILED or KILLED.
+@dataclass
+class PreparedRun:
+    """Everything known about a run before its MLflow record starts: task, network, data."""
 
-    Exceptions are recorded on the run and returned as a FAILED result, except those listed in
-    ``passthrough`` (e.g. ``optuna.TrialPruned``), which end the run KILLED and propagate.
-    ``extra_tags`` may carry ``mlflow.parentRunId`` to nest the run under a parent.
-    A datamodule with a ``pipeline_metrics()`` method has its numbers logged with the run's.
-    """
-    started = time.perf_counter()
+    cfg: RunConfig
+    task: Task
+    spec: TaskSpec
+    arch: Architecture
+    module: RecurrentTaskModule
+    datamodule: L.LightningDataModule
+    params: int
+
+    @property
+    def main(self) -> Metric:
+        return self.spec.metric(self.spec.main_metric)
+
+    def tags(self) -> dict[str, str]:
+        """The tags a run carries from its start (``record.RUN_TAGS`` and the rest of the identity)."""
+        tags = {
+            Tag.TASK: self.spec.name,
+            Tag.TASK_LABEL: self.task.label,
+            Tag.TASK_VERSION: self.spec.version,
+            Tag.MODEL: self.cfg.model.name,
+            Tag.CELL: self.arch.cell,
+            Tag.BIDIRECTIONAL: record.flag(self.arch.bidirectional),
+            Tag.LAYERS: str(self.arch.num_layers),
+            Tag.HIDDEN: str(self.arch.hidden_size),
+            Tag.PARAM_COUNT: str(self.params),
+            Tag.SEED: str(self.cfg.seed),
+            Tag.RUN_KEY: self.cfg.run_key(),
+            Tag.MAIN_METRIC: self.main.name,
+            Tag.HIGHER_IS_BETTER: record.flag(self.main.higher_is_better),
+        }
+        if self.spec.length_fact is not None:
+            tags[Tag.LENGTH_FACT] = self.spec.length_fact
+        return tags
+
+    def log_params(self) -> dict:
+        """The config flattened, the architecture, the parameter counts (own and per cell) and the task's facts."""
+        per_cell = {record.cell_param_count(c): parameter_count(self.spec, replace(self.arch, cell=c)) for c in record.CELLS}
+        return (
+            flatten(self.cfg.model_dump(mode="json"))
+            | flatten(self.arch.as_dict(), record.ARCH_PREFIX)
+            | {record.PARAM_COUNT: self.params}
+            | per_cell
+            | record.fact_params(self.spec.extra)
+        )
+
+
+def prepare(cfg: RunConfig) -> PreparedRun:
+    """Build the task, network, Lightning module and datamodule (seeded); bad data fails here."""
     torch.set_num_threads(cfg.train.cpu_threads or DEFAULT_CPU_THREADS)  # per run: a suite may mix settings
     task = create_task(cfg.task.name, **cfg.task.options)
     spec = task.spec()
     arch = resolve_architecture(spec, cfg.model)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     network = RecurrentNetwork(spec, arch)
-    params = count_parameters(network)
     module = RecurrentTaskModule(network, spec, cfg.train)
-    datamodule = task.datamodule(cfg.train.batch_size, cfg.seed)
+    return PreparedRun(cfg, task, spec, arch, module, task.datamodule(cfg.train.batch_size, cfg.seed), count_parameters(network))
 
+
+def build_trainer(cfg: RunConfig, logger, callbacks: list[Callback], root_dir: str) -> L.Trainer:
+    t = cfg.train
+    return L.Trainer(
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=t.precision,
+        gradient_clip_val=t.grad_clip,
+        deterministic=t.deterministic,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=root_dir,
+    )
+
+
+def execute_run(
+    cfg: RunConfig,
+    *,
+    kind: str = record.RunKind.RUN,
+    parent_run_id: str | None = None,
+    extra_tags: dict | None = None,
+    progress=None,
+    progress_task=None,
+    callbacks: list[Callback] = (),
+    meter: ThroughputMeter | None = None,
+    passthrough: tuple[type[BaseException], ...] = (),
+) -> RunResult:
+    """Train, validate and test one configuration; the MLflow run ends FINISHED, FAILED or KILLED.
+
+    Exceptions are recorded on the run and returned as a FAILED result, except those listed in
+    ``passthrough`` (e.g. ``optuna.TrialPruned``), which end the run KILLED and propagate.
+    ``kind`` and ``parent_run_id`` say what the run is part of (see ``benchmark.record``); pass a
+    ``meter`` to read the training time and epochs even when the run ends in an exception.
+    A datamodule with a ``pipeline_metrics()`` method has its numbers logged with the run's.
+    """
+    started = time.perf_counter()
+    run = prepare(cfg)
     mlflow = tracking.client(cfg.tracking.tracking_uri)
     exp_id = tracking.experiment_id(mlflow, cfg.tracking.experiment)
-    run_key = cfg.run_key()
-    if (extra_tags or {}).get("kind", "run") == "run":  # trials are reaped by the sweep's heartbeat instead
-        tracking.mark_abandoned(mlflow, exp_id, run_key)
-    main = spec.metric(spec.main_metric)
-    tags = {
-        "kind": "run",
-        "task": spec.name,
-        "task_label": task.label,
-        "task_version": spec.version,
-        "model": cfg.model.name,
-        "cell": arch.cell,
-        "bidirectional": str(arch.bidirectional).lower(),
-        "layers": str(arch.num_layers),
-        "hidden": str(arch.hidden_size),
-        "param_count": str(params),
-        "seed": str(cfg.seed),
-        "run_key": run_key,
-        "main_metric": main.name,
-        "higher_is_better": str(main.higher_is_better).lower(),
-        **(extra_tags or {}),
-    }
-    run = mlflow.create_run(exp_id, run_name=f"{task.label}/{cfg.model.name}/seed{cfg.seed}", tags=tags)
-    run_id = run.info.run_id
-    result = RunResult(run_id, "RUNNING", task.label, cfg.model.name, cfg.seed, params)
+    if kind == record.RunKind.RUN:  # trials are reaped by the sweep's heartbeat instead
+        tracking.mark_abandoned(mlflow, exp_id, cfg.run_key())
+    name = f"{run.task.label}/{cfg.model.name}/seed{cfg.seed}"
+    run_id = record.create_run(mlflow, exp_id, kind, name, run.tags() | (extra_tags or {}), parent_run_id)
+    result = RunResult(run_id, record.RUNNING, run.task.label, cfg.model.name, cfg.seed, run.params)
     try:
-        logger = tracking.RunLogger(
-            experiment_name=cfg.tracking.experiment, tracking_uri=cfg.tracking.tracking_uri, run_id=run_id
-        )
-        logger.log_hyperparams(
-            flatten(cfg.model_dump(mode="json")) | flatten(arch.as_dict(), "arch.") | {"param_count": params}
-        )
-        if spec.baseline:
-            logger.log_metrics({f"baseline/{k}": v for k, v in spec.baseline.values.items()})
-        meter = ThroughputMeter()
-        with tempfile.TemporaryDirectory(prefix="rnnbench-ckpt-") as ckpt_dir:
-            mode = "max" if main.higher_is_better else "min"
-            checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor=f"val/{main.name}", mode=mode, save_weights_only=True)
-            callbacks = [meter, checkpoint, *callbacks]
-            if cfg.train.early_stopping_patience:
-                callbacks.append(
-                    EarlyStopping(f"val/{main.name}", mode=mode, patience=cfg.train.early_stopping_patience)
-                )
-            if progress is not None:
-                callbacks.append(ProgressReporter(progress, progress_task))
-            trainer = L.Trainer(
-                max_epochs=cfg.train.max_epochs,
-                accelerator=cfg.train.accelerator,
-                devices=cfg.train.devices,
-                strategy=cfg.train.strategy,
-                precision=cfg.train.precision,
-                gradient_clip_val=cfg.train.grad_clip,
-                deterministic=cfg.train.deterministic,
-                logger=logger,
-                callbacks=callbacks,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                num_sanity_val_steps=0,
-                default_root_dir=ckpt_dir,
-            )
-            device = trainer.strategy.root_device
-            mlflow.log_batch(run_id, tags=[RunTag(k, v) for k, v in tracking.environment_tags(device).items()])
-            trainer.fit(module, datamodule=datamodule)
-            fit_seconds = time.perf_counter() - started
-            tested = trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
-        best = checkpoint.best_model_score
-        summary = {
-            "param_count": params,
-            "throughput_seq_per_s": meter.seq_per_s,
-            "train_time_s": meter.seconds,
-            "fit_time_s": fit_seconds,
-            "wall_time_s": time.perf_counter() - started,
-            "epochs_trained": trainer.current_epoch,
-            "peak_memory_mb": peak_memory_mb(device),
-            f"best_val/{main.name}": float(best) if best is not None else float("nan"),
-            **(datamodule.pipeline_metrics() if hasattr(datamodule, "pipeline_metrics") else {}),
-        }
-        logger.log_metrics(summary)
-        result.metrics = {k: float(v) for k, v in tested.items()} | summary
-        mlflow.set_terminated(run_id, "FINISHED")
-        result.status = "FINISHED"
+        result.metrics = _train_and_test(run, run_id, started, meter or ThroughputMeter(), [*callbacks], progress, progress_task)
+        record.end_run(mlflow, run_id, record.FINISHED)
+        result.status = record.FINISHED
     except passthrough as e:
-        mlflow.set_tag(run_id, "failure_reason", f"{type(e).__name__}: {e}"[:5000])
-        mlflow.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        record.end_run(mlflow, run_id, record.KILLED, record.describe(e))
         raise
     except Exception as e:  # recorded, not raised: one failed run must not stop a suite
-        result.status, result.failure = "FAILED", f"{type(e).__name__}: {e}"
-        mlflow.set_tag(run_id, "failure_reason", result.failure[:5000])
-        mlflow.set_terminated(run_id, "FAILED")
+        result.status, result.failure = record.FAILED, record.describe(e)
+        record.end_run(mlflow, run_id, record.FAILED, result.failure)
     except BaseException:  # Ctrl+C or a kill: record it, then stop
-        mlflow.set_tag(run_id, "failure_reason", "interrupted")
-        mlflow.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        record.end_run(mlflow, run_id, record.KILLED, "interrupted")
         raise
     return result
+
+
+def _train_and_test(
+    run: PreparedRun, run_id: str, started: float, meter: ThroughputMeter, callbacks: list[Callback], progress, progress_task
+) -> dict[str, float]:
+    """Fit with the best-validation checkpoint kept, test that checkpoint, log the run's summary metrics."""
+    cfg, main = run.cfg, run.main
+    mlflow = tracking.client(cfg.tracking.tracking_uri)
+    logger = tracking.RunLogger(experiment_name=cfg.tracking.experiment, tracking_uri=cfg.tracking.tracking_uri, run_id=run_id)
+    logger.log_hyperparams(run.log_params())
+    if run.spec.baseline:
+        logger.log_metrics({record.baseline(k): v for k, v in run.spec.baseline.values.items()})
+    monitor, mode = record.on_val(main.name), "max" if main.higher_is_better else "min"
+    with tempfile.TemporaryDirectory(prefix="rnnbench-ckpt-") as ckpt_dir:
+        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor=monitor, mode=mode, save_weights_only=True)
+        callbacks = [meter, checkpoint, *callbacks]
+        if cfg.train.early_stopping_patience:
+            callbacks.append(EarlyStopping(monitor, mode=mode, patience=cfg.train.early_stopping_patience))
+        if progress is not None:
+            callbacks.append(ProgressReporter(progress, progress_task))
+        trainer = build_trainer(cfg, logger, callbacks, ckpt_dir)
+        device = trainer.strategy.root_device
+        mlflow.log_batch(run_id, tags=[RunTag(k, v) for k, v in tracking.environment_tags(device).items()])
+        trainer.fit(run.module, datamodule=run.datamodule)
+        fit_seconds = time.perf_counter() - started
+        tested = trainer.test(run.module, datamodule=run.datamodule, ckpt_path="best", verbose=False)[0]
+    best = checkpoint.best_model_score
+    pipeline = getattr(run.datamodule, "pipeline_metrics", None)
+    summary = {
+        RunMetric.PARAM_COUNT: run.params,
+        RunMetric.THROUGHPUT: meter.seq_per_s,
+        RunMetric.TRAIN_TIME: meter.seconds,
+        RunMetric.FIT_TIME: fit_seconds,
+        RunMetric.WALL_TIME: time.perf_counter() - started,
+        RunMetric.EPOCHS: trainer.current_epoch,
+        RunMetric.PEAK_MEMORY: peak_memory_mb(device),
+        record.best_val(main.name): float(best) if best is not None else float("nan"),
+        **(pipeline() if pipeline else {}),
+    }
+    logger.log_metrics(summary)
+    return {k: float(v) for k, v in tested.items()} | summary

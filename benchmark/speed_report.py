@@ -207,9 +207,10 @@ def track(rows: list[Measurement], device, tracking_uri: str, experiment: str) -
     """One MLflow run per (impl, model, shape): params the shape and cell, metrics ms and seq/s per mode."""
     import time
 
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
-    from benchmark import tracking
+    from benchmark import record, tracking
+    from benchmark.record import RunKind, Tag
 
     client = tracking.client(tracking_uri)
     exp_id = tracking.experiment_id(client, experiment)
@@ -220,7 +221,8 @@ def track(rows: list[Measurement], device, tracking_uri: str, experiment: str) -
         groups[(r.impl, r.model, r.hidden, r.batch, r.seq_len)].append(r)
     for (impl, model, h, b, t), members in groups.items():
         first = members[0]
-        run = client.create_run(exp_id, run_name=f"speed/{impl}/{model}/H{h}-B{b}-T{t}", tags={"kind": "speed", **env})
+        tags = env | {Tag.IMPL: impl, Tag.MODEL: model, Tag.CELL: first.cell}
+        run_id = record.create_run(client, exp_id, RunKind.SPEED, f"speed/{impl}/{model}/H{h}-B{b}-T{t}", tags)
         params = {"impl": impl, "model": model, "cell": first.cell, "layers": first.layers, "bidirectional": first.bidirectional, "hidden": h, "batch": b, "seq_len": t, "threads": first.threads}
         metrics = {}
         for r in members:
@@ -229,14 +231,13 @@ def track(rows: list[Measurement], device, tracking_uri: str, experiment: str) -
                 if math.isfinite(value):
                     metrics[name] = value
             if r.note:
-                client.set_tag(run.info.run_id, f"note_{key}", r.note[:5000])
+                client.set_tag(run_id, f"note_{key}", r.note[: record.MAX_TAG_CHARS])
         client.log_batch(
-            run.info.run_id,
+            run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
             params=[Param(k, str(v)) for k, v in params.items()],
-            tags=[RunTag("impl", impl), RunTag("model", model), RunTag("cell", first.cell)],
         )
-        client.set_terminated(run.info.run_id, "FINISHED" if metrics else "FAILED")
+        record.end_run(client, run_id, record.FINISHED if metrics else record.FAILED)
     return len(groups)
 
 

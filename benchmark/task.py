@@ -81,12 +81,15 @@ class TaskSpec:
     baseline: Baseline | None = None
     padding_idx: int | None = None  # token id that is padding (tokens only)
     causal: bool = False  # per-step targets are later inputs (forecasting): a backward direction would read them
-    extra: dict[str, Any] = field(default_factory=dict)  # task facts worth logging (e.g. T)
+    extra: dict[str, Any] = field(default_factory=dict)  # task facts, logged as fact.<name> params
+    length_fact: str | None = None  # the fact in ``extra`` that is the sequence length the report plots against
 
     def __post_init__(self):
         names = [m.name for m in self.metrics]
         if self.main_metric not in names:
             raise ValueError(f"task '{self.name}': main_metric '{self.main_metric}' is not one of {names}")
+        if self.length_fact is not None and self.length_fact not in self.extra:
+            raise ValueError(f"task '{self.name}': length_fact '{self.length_fact}' is not one of its facts {list(self.extra)}")
 
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)

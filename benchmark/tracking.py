@@ -16,8 +16,9 @@ from pathlib import Path
 import lightning
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
-from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
+
+from benchmark import record
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,14 +55,27 @@ def search_all(mlflow: MlflowClient, exp_id: str, filter_string: str = ""):
             return runs
 
 
+def reap(mlflow: MlflowClient, run_ids, reason: str, tags: dict[str, str] | None = None) -> int:
+    """The reaper: each of these runs still RUNNING (its process is gone) ends KILLED with ``reason``.
+
+    Returns how many it ended. ``tags`` are set on each first (e.g. a trial's state).
+    """
+    reaped = 0
+    for run_id in run_ids:
+        if mlflow.get_run(run_id).info.status != record.RUNNING:
+            continue
+        for key, value in (tags or {}).items():
+            mlflow.set_tag(run_id, key, value)
+        record.end_run(mlflow, run_id, record.KILLED, reason)
+        reaped += 1
+    return reaped
+
+
 def mark_abandoned(mlflow: MlflowClient, exp_id: str, run_key: str) -> int:
-    """Runs left RUNNING by a killed process are marked KILLED; returns how many."""
-    query = f"tags.run_key = '{run_key}' and attributes.status = 'RUNNING'"
-    stale = [r for r in search_all(mlflow, exp_id, query) if r.data.tags.get("kind", "run") == "run"]
-    for run in stale:
-        mlflow.set_tag(run.info.run_id, "failure_reason", "process ended before the run finished")
-        mlflow.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
-    return len(stale)
+    """Ordinary runs of ``run_key`` left RUNNING by a killed process are marked KILLED; returns how many."""
+    query = f"tags.{record.Tag.RUN_KEY} = '{run_key}' and attributes.status = '{record.RUNNING}'"
+    stale = [r.info.run_id for r in search_all(mlflow, exp_id, query) if record.kind_of(r.data.tags) == record.RunKind.RUN]
+    return reap(mlflow, stale, "process ended before the run finished")
 
 
 @functools.cache
@@ -84,9 +98,9 @@ def device_name(device: torch.device) -> str:
 
 def environment_tags(device: torch.device) -> dict[str, str]:
     return {
-        "device": device_name(device),
-        "torch_version": torch.__version__,
-        "lightning_version": lightning.__version__,
-        "git_commit": git_commit(),
-        "host": platform.node(),
+        record.Tag.DEVICE: device_name(device),
+        record.Tag.TORCH_VERSION: torch.__version__,
+        record.Tag.LIGHTNING_VERSION: lightning.__version__,
+        record.Tag.GIT_COMMIT: git_commit(),
+        record.Tag.HOST: platform.node(),
     }

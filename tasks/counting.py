@@ -47,6 +47,7 @@ class Counting(SyntheticTask):
             baseline=Baseline("majority class", {"accuracy": 0.5}),
             padding_idx=PAD,
             extra={"seq_len": self.options.seq_len},
+            length_fact="seq_len",
         )
 
     def sample(self, n: int, generator: torch.Generator, device: torch.device) -> Batch:

@@ -64,6 +64,7 @@ class Adding(SyntheticTask):
             main_metric="mse",
             baseline=Baseline("always predict 1", {"mse": 1 / 6}),
             extra={"seq_len": self.options.seq_len},
+            length_fact="seq_len",
         )
 
     def sample(self, n: int, generator: torch.Generator, device: torch.device) -> Batch:
@@ -119,6 +120,7 @@ class CopyMemory(SyntheticTask):
                 {"cross_entropy": o.copy_length * math.log(o.symbols) / steps, "recall_accuracy": 1 / o.symbols},
             ),
             extra={"delay": o.delay, "seq_len": steps},
+            length_fact="delay",  # the dependency the cell must bridge; seq_len adds the fixed 2 x copy_length
         )
 
     def sample(self, n: int, generator: torch.Generator, device: torch.device) -> Batch:

@@ -1,0 +1,203 @@
+"""The run record: every MLflow tag, param and metric name that rnnbench writes, and how a run ends.
+
+Writers (runner, sweep, speed) and readers (summary, report) import these names; no other module
+spells them. What an ordinary run (``kind=run``) records:
+
+- tags: the ``Tag`` names under "every run" below; ``failure_reason`` when it did not finish;
+  ``length_fact`` when its task names one of its facts as its sequence length;
+- params: the whole run config flattened (``task.seq_len``, ``train.lr``, ...), the resolved
+  architecture (``arch.*``), ``param_count``; the task's facts (``TaskSpec.extra``) as
+  ``fact.<name>``; and ``param_count.<cell>``: the parameter count of the same network (same
+  task, layers, direction, hidden size, input layer and head) with each cell in ``CELLS``;
+- metrics: per epoch ``train/loss``, ``train/<metric>``, ``val/<metric>``, ``train/seq_per_s``;
+  at the end ``test/<metric>``, ``best_val/<main>``, ``baseline/<metric>`` and ``RunMetric``.
+
+A sweep's study is a parent run (``kind=sweep``) with its trials nested under it (``kind=trial``,
+ordinary runs plus the ``Tag`` names under "trials"). ``rnnbench speed --track`` logs
+``kind=speed`` runs. Runs from before the ``kind`` tag existed count as ``run``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from mlflow.tracking import MlflowClient
+
+# MLflow's run statuses
+RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
+
+CELLS = ("rnn", "gru", "lstm")  # cells whose parameter counts every run records
+MAX_TAG_CHARS = 5000  # MLflow's limit on a tag value (reasons are cut to fit)
+MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+
+
+class RunKind:
+    """Values of the ``kind`` tag."""
+
+    RUN = "run"  # one task x model x seed (suites, ``rnnbench run``)
+    SWEEP = "sweep"  # an Optuna study's parent run
+    TRIAL = "trial"  # one trial of a study, nested under its parent
+    SPEED = "speed"  # one ``rnnbench speed --track`` configuration
+    SUITE = "suite"  # reserved: a suite's parent run
+
+
+class Tag:
+    """Tag names."""
+
+    KIND = "kind"
+    PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: nests a run under another in the UI
+    # every run
+    TASK = "task"
+    TASK_LABEL = "task_label"  # the task setting, e.g. adding[seq_len=50]
+    TASK_VERSION = "task_version"
+    MODEL = "model"
+    CELL = "cell"
+    BIDIRECTIONAL = "bidirectional"  # "true" / "false"
+    LAYERS = "layers"
+    HIDDEN = "hidden"
+    PARAM_COUNT = "param_count"
+    SEED = "seed"
+    RUN_KEY = "run_key"  # hash of everything that changes the result: the identity for resuming
+    MAIN_METRIC = "main_metric"
+    HIGHER_IS_BETTER = "higher_is_better"  # "true" / "false"
+    LENGTH_FACT = "length_fact"  # which fact.* param is the task's sequence length (absent: none)
+    # environment, once the trainer has picked its device
+    DEVICE = "device"
+    TORCH_VERSION = "torch_version"
+    LIGHTNING_VERSION = "lightning_version"
+    GIT_COMMIT = "git_commit"
+    HOST = "host"
+    # how it ended, and who ran it
+    FAILURE_REASON = "failure_reason"
+    SUITE = "suite"
+    SUITE_JOBS = "suite_jobs"
+    # sweeps: parent runs and trials
+    SWEEP = "sweep"
+    STUDY_NAME = "study_name"
+    TRIAL_NUMBER = "trial_number"
+    TRIAL_STATE = "trial_state"  # COMPLETE, PRUNED or FAIL, as Optuna recorded the trial
+    N_TRIALS = "n_trials"
+    SAMPLER = "sampler"
+    SAMPLER_SEED = "sampler_seed"
+    PRUNER = "pruner"
+    STORAGE = "storage"
+    BEST_TRIAL = "best_trial"
+    BEST_RUN_ID = "best_run_id"
+    # speed runs
+    IMPL = "impl"
+
+
+# Tags every ordinary run carries from its start (the report reads them as columns).
+RUN_TAGS = (
+    Tag.KIND, Tag.TASK, Tag.TASK_LABEL, Tag.MODEL, Tag.CELL, Tag.LAYERS, Tag.BIDIRECTIONAL, Tag.HIDDEN,
+    Tag.MAIN_METRIC, Tag.DEVICE, Tag.TORCH_VERSION, Tag.GIT_COMMIT, Tag.SUITE, Tag.FAILURE_REASON, Tag.RUN_KEY,
+)  # fmt: skip
+
+
+class RunMetric:
+    """Metrics an ordinary run logs once, when it finishes."""
+
+    PARAM_COUNT = "param_count"
+    THROUGHPUT = "throughput_seq_per_s"  # training sequences per second, validation excluded
+    TRAIN_TIME = "train_time_s"  # training epochs only
+    FIT_TIME = "fit_time_s"  # set-up and fit, test excluded
+    WALL_TIME = "wall_time_s"
+    EPOCHS = "epochs_trained"
+    PEAK_MEMORY = "peak_memory_mb"  # CUDA allocator peak on GPU; process peak RSS on CPU
+
+
+class StudyMetric:
+    """Metrics a sweep's parent run logs when the sweep finalizes it."""
+
+    N_COMPLETE = "n_complete"
+    N_PRUNED = "n_pruned"
+    N_FAILED = "n_failed"
+    EPOCHS_TOTAL = "epochs_total"
+    BEST_VALUE = "best_value"
+
+
+TRAIN, VAL, TEST = "train", "val", "test"
+TRAIN_LOSS = "train/loss"
+TRAIN_SEQ_PER_S = "train/seq_per_s"  # per epoch
+
+
+def on_split(split: str, metric: str) -> str:
+    """``val/mse``: a task metric on one split (train, val or test), as logged per epoch or at the end."""
+    return f"{split}/{metric}"
+
+
+def on_test(metric: str) -> str:
+    """``test/<metric>``, scored with the best-validation checkpoint."""
+    return on_split(TEST, metric)
+
+
+def on_val(metric: str) -> str:
+    return on_split(VAL, metric)
+
+
+def best_val(metric: str) -> str:
+    """``best_val/<metric>``: the best validation score over epochs (the checkpoint tested)."""
+    return f"best_val/{metric}"
+
+
+def baseline(metric: str) -> str:
+    """``baseline/<metric>``: the task's trivial baseline on the test set."""
+    return f"baseline/{metric}"
+
+
+# param names and prefixes
+PARAM_COUNT = "param_count"
+ARCH_PREFIX = "arch."  # the resolved architecture (arch.hidden_size, ...)
+TASK_PREFIX = "task."  # the task's config options (task.seq_len, ...)
+FACT_PREFIX = "fact."  # the task's facts, TaskSpec.extra (fact.seq_len, ...)
+BEST_PREFIX = "best."  # a study's best params (best.train.lr, ...) on its parent run
+SEARCH_SPACE = "search_space"
+IMPORTANCES_ARTIFACT = "importances.json"  # fANOVA importances on a study's parent run
+
+
+def cell_param_count(cell: str) -> str:
+    """``param_count.gru``: the run's network with this cell instead of its own."""
+    return f"{PARAM_COUNT}.{cell}"
+
+
+def flag(value: bool) -> str:
+    """Booleans as tags hold them."""
+    return str(bool(value)).lower()
+
+
+def is_true(value: str | None) -> bool:
+    return value == "true"
+
+
+def kind_of(tags: Mapping[str, str]) -> str:
+    return tags.get(Tag.KIND) or RunKind.RUN
+
+
+def describe(error: BaseException) -> str:
+    """``TypeName: message``, as failure reasons read."""
+    return f"{type(error).__name__}: {error}"
+
+
+def fact_params(facts: Mapping[str, Any]) -> dict[str, str]:
+    """A task's facts as params: scalars as text, lists and mappings as JSON, cut to MLflow's limit."""
+    out = {}
+    for name, value in facts.items():
+        text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+        out[FACT_PREFIX + name] = text[:MAX_PARAM_CHARS]
+    return out
+
+
+def create_run(
+    client: MlflowClient, experiment_id: str, kind: str, name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+) -> str:
+    """Start a run of ``kind`` (nested under ``parent_run_id`` if given); returns its id."""
+    tags = {Tag.KIND: kind, **tags} | ({Tag.PARENT_RUN: parent_run_id} if parent_run_id else {})
+    return client.create_run(experiment_id, run_name=name, tags=dict(tags)).info.run_id
+
+
+def end_run(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
+    """End a run FINISHED, FAILED or KILLED; a reason is kept in its ``failure_reason`` tag."""
+    if reason is not None:
+        client.set_tag(run_id, Tag.FAILURE_REASON, reason[:MAX_TAG_CHARS])
+    client.set_terminated(run_id, status)

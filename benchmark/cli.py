@@ -56,14 +56,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = items.pop(0) if items and "=" not in items[0] else None
     cfg = load_run_config(config, items)
     create_task(cfg.task.name, **cfg.task.options), MODELS.get(cfg.model.name)  # fail fast on bad names/options
-    from benchmark.runner import execute_run
-    from benchmark.suite import _progress, _report_run
+    from benchmark.runner import execute_run, print_result, progress_bar
 
     console = Console()
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         task_id = progress.add_task(f"{cfg.task.name}/{cfg.model.name}/seed{cfg.seed}", total=None, info="")
         result = execute_run(cfg, progress=progress, progress_task=task_id)
-    _report_run(console, result)
+    print_result(console, result)
     console.print(f"MLflow run {result.run_id} in experiment '{cfg.tracking.experiment}' at {cfg.tracking.tracking_uri}")
     return 0 if result.status == "FINISHED" else 1
 

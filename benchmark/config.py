@@ -11,12 +11,13 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
-from benchmark.registry import did_you_mean
+from benchmark.registry import Registry, did_you_mean
 
 
 class ConfigError(ValueError):
@@ -25,6 +26,33 @@ class ConfigError(ValueError):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Choice(Section):
+    """A section whose ``name`` picks its schema from a registry of subclasses, e.g. a sweep's pruner.
+
+    Subclass once per kind of choice with a ``choices`` registry, then once per option with
+    ``name: Literal["..."]`` and its own fields, registered under that name. A plain string is
+    short for ``{name: ...}``; an unknown name or an option of another choice is a one-line error.
+    Declare fields of this type as ``SerializeAsAny[...]`` so a dump keeps the chosen class's fields.
+    """
+
+    name: str
+    choices: ClassVar[Registry]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _choose(cls, data: Any, handler):
+        if isinstance(data, str):
+            data = {"name": data}
+        if isinstance(data, dict) and "name" in data:
+            chosen = cls.choices.get(str(data["name"]))  # an unknown name raises with "did you mean"
+            if chosen is not cls:
+                try:
+                    return chosen.model_validate(data)
+                except ValidationError as e:  # keep the chosen schema's keys for the one-line message
+                    raise PydanticCustomError("choice", "{error}", {"schema": chosen, "error": e}) from None
+        return handler(data)
 
 
 class ModelConfig(Section):
@@ -116,7 +144,7 @@ class SuiteConfig(Section):
         out = []
         for seed in self.seeds:
             for task in self.tasks:
-                train = _validate(TrainConfig, {**self.train.model_dump(), **task.train}, f"tasks[{task.name}].train.")
+                train = validate(TrainConfig, {**self.train.model_dump(), **task.train}, f"tasks[{task.name}].train.")
                 for model in self.models:
                     out.append(
                         RunConfig(
@@ -182,12 +210,12 @@ def _parse_value(raw: str) -> Any:
     return value
 
 
-def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+def valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, f in model.model_fields.items():
         ann = f.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel) and ann is not TaskConfig:
-            keys += _valid_keys(ann, f"{prefix}{name}.")
+            keys += valid_keys(ann, f"{prefix}{name}.")
         else:
             keys.append(f"{prefix}{name}")
     return keys
@@ -197,15 +225,17 @@ def format_validation_error(e: ValidationError, prefix: str = "", model: type[Ba
     """Turn pydantic's first error into one line naming the key."""
     err = e.errors()[0]
     loc = prefix + ".".join(str(p) for p in err["loc"])
+    if err["type"] == "choice":  # an error inside a Choice's chosen schema
+        return format_validation_error(err["ctx"]["error"], f"{loc}.", err["ctx"]["schema"])
     if err["type"] == "extra_forbidden":
-        valid = _valid_keys(model, prefix) if model else []
+        valid = valid_keys(model, prefix) if model else []
         return f"unknown key '{loc}'.{did_you_mean(loc, valid)} Valid keys: {', '.join(valid)}"
     if err["type"] == "missing":
         return f"missing required key '{loc}'"
     return f"invalid value for '{loc}': {err['msg']} (got {err.get('input')!r})"
 
 
-def _validate(model: type[BaseModel], data: dict[str, Any], prefix: str = ""):
+def validate(model: type[BaseModel], data: dict[str, Any], prefix: str = ""):
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -214,12 +244,12 @@ def _validate(model: type[BaseModel], data: dict[str, Any], prefix: str = ""):
 
 def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     data = load_yaml(path) if path else {}
-    cfg = _validate(RunConfig, apply_overrides(data, list(overrides)))
+    cfg = validate(RunConfig, apply_overrides(data, list(overrides)))
     return cfg
 
 
 def load_suite_config(path: str | Path, overrides: list[str] = ()) -> SuiteConfig:
-    return _validate(SuiteConfig, apply_overrides(load_yaml(path), list(overrides)))
+    return validate(SuiteConfig, apply_overrides(load_yaml(path), list(overrides)))
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -25,15 +25,15 @@ from benchmark.config import (
     RunConfig,
     Section,
     TrainConfig,
-    _valid_keys,
-    _validate,
     apply_overrides,
     flatten,
+    valid_keys,
+    validate,
 )
 from benchmark.registry import did_you_mean
 
 # model.name is what a study compares, so it is fixed per study, never searched.
-TUNABLE_KEYS = [k for k in _valid_keys(ModelConfig, "model.") if k != "model.name"] + _valid_keys(TrainConfig, "train.")
+TUNABLE_KEYS = [k for k in valid_keys(ModelConfig, "model.") if k != "model.name"] + valid_keys(TrainConfig, "train.")
 VARIANT_FACTS = ["cell", "layers", "bidirectional"]  # what conditions may name besides config keys
 
 Scalar = Union[bool, int, float, str, None]
@@ -159,7 +159,7 @@ class SearchSpace:
         for key, param in self.params.items():
             for value in param.extremes():
                 try:
-                    _validate(RunConfig, apply_overrides(data, [f"{key}={json.dumps(value)}"]))
+                    validate(RunConfig, apply_overrides(data, [f"{key}={json.dumps(value)}"]))
                 except ConfigError as e:
                     raise ConfigError(f"'{where}.{key}': value {value!r} is out of range: {e}") from None
 
@@ -179,4 +179,4 @@ class SearchSpace:
 def apply_params(base: RunConfig, values: dict[str, Any]) -> RunConfig:
     """The run config of one trial: the sampled values applied as overrides."""
     overrides = [f"{k}={json.dumps(v)}" for k, v in values.items()]
-    return _validate(RunConfig, apply_overrides(base.model_dump(mode="json"), overrides))
+    return validate(RunConfig, apply_overrides(base.model_dump(mode="json"), overrides))

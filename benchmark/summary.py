@@ -12,7 +12,10 @@ from mlflow.tracking import MlflowClient
 from rich.markup import escape
 from rich.table import Table
 
+from benchmark import record
 from benchmark.config import RunConfig
+from benchmark.record import RunMetric, Tag
+from benchmark.report.collect import latest_finished, run_table
 from benchmark.task import create_task
 from benchmark.tracking import search_all
 
@@ -116,27 +119,41 @@ class Summary:
 
 
 def summarize(mlflow: MlflowClient, exp_id: str, planned: list[RunConfig]) -> Summary:
-    """One row per (task setting, model) of the plan, from the FINISHED runs carrying its run keys."""
-    finished = {r.data.tags.get("run_key"): r for r in search_all(mlflow, exp_id, "attributes.status = 'FINISHED'")}
+    """One row per (task setting, model) of the plan, from the runs carrying its run keys.
+
+    Which run counts is the report's rule (``benchmark.report.collect.latest_finished``), so the
+    summary and ``rnnbench report`` always agree.
+    """
+    keys = {cfg.run_key() for cfg in planned}
+    finished = search_all(mlflow, exp_id, f"attributes.status = '{record.FINISHED}'")
+    recorded = {r.info.run_id: r for r in finished if r.data.tags.get(Tag.RUN_KEY) in keys}
+    counted = latest_finished(run_table(list(recorded.values())))
+    chosen = {(r.task_label, r.model, r.seed): recorded[r.run_id] for r in counted.itertuples()}
     rows: dict[tuple[str, str], Row] = {}
     devices, versions = set(), set()
     for cfg in planned:
         label = create_task(cfg.task.name, **cfg.task.options).label  # cheap: options only
         row = rows.setdefault((label, cfg.model.name), Row(label, cfg.model.name, "", False))
-        run = finished.get(cfg.run_key())
+        run = chosen.get((label, cfg.model.name, cfg.seed))
         if run is None:
             row.missing += 1
             continue
-        tags, metrics = run.data.tags, run.data.metrics
-        row.metric, row.higher_is_better = tags["main_metric"], tags["higher_is_better"] == "true"
-        row.values.append(metrics[f"test/{row.metric}"])
-        for name, value in metrics.items():
-            if name.startswith("test/") and name != f"test/{row.metric}":
-                row.others.setdefault(name[5:], []).append(value)
-        row.params = int(float(tags["param_count"]))
-        row.seq_per_s.append(metrics.get("throughput_seq_per_s", float("nan")))
-        row.baseline = metrics.get(f"baseline/{row.metric}")
-        devices.add(tags.get("device", "?"))
-        versions.add(tags.get("torch_version", "?"))
+        _add(row, run)
+        devices.add(run.data.tags.get(Tag.DEVICE, "?"))
+        versions.add(run.data.tags.get(Tag.TORCH_VERSION, "?"))
     seeds = sorted({c.seed for c in planned})
     return Summary(list(rows.values()), devices, versions, seeds)
+
+
+def _add(row: Row, run) -> None:
+    """One finished run's numbers into its row."""
+    tags, metrics = run.data.tags, run.data.metrics
+    row.metric, row.higher_is_better = tags[Tag.MAIN_METRIC], record.is_true(tags[Tag.HIGHER_IS_BETTER])
+    row.values.append(metrics[record.on_test(row.metric)])
+    prefix = record.on_test("")
+    for name, value in metrics.items():
+        if name.startswith(prefix) and name != record.on_test(row.metric):
+            row.others.setdefault(name.removeprefix(prefix), []).append(value)
+    row.params = int(float(tags[Tag.PARAM_COUNT]))
+    row.seq_per_s.append(metrics.get(RunMetric.THROUGHPUT, float("nan")))
+    row.baseline = metrics.get(record.baseline(row.metric))

@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.report import plots
-from benchmark.report.collect import Collection, collect, val_curves
+from benchmark.report.collect import Collection, collect, length_axis, val_curves
 from benchmark.report.render import Block, Bullets, Heading, Image, Para, Table, markdown, to_html
 from benchmark.report.stats import ALPHA, LEVEL, PAIRED, WELCH
 from benchmark.report.tables import by_label, model_table
-from benchmark.report.verdicts import BREAKDOWN_MARGIN, Evidence, _length_axis, all_verdicts, breakdown, fmt
+from benchmark.report.verdicts import BREAKDOWN_MARGIN, Evidence, Verdict, all_verdicts, breakdown, fmt
 
 METHOD = (
     f"Main metric: the test set, scored with each run's best-validation checkpoint. Mean and {LEVEL:.0%} confidence "
@@ -88,35 +88,49 @@ def _runs_line(c: Collection) -> str:
 def build_report(tracking_uri: str, experiment: str, out: Path) -> list[Path]:
     """Write report.md, report.html, plots/*.png and *.csv under ``out``; returns the paths written."""
     c = collect(tracking_uri, experiment)
-    out.mkdir(parents=True, exist_ok=True)
     figs = out / "plots"
-    figs.mkdir(exist_ok=True)
+    figs.mkdir(parents=True, exist_ok=True)
     for stale in figs.glob("*.png"):  # a rebuild must not keep figures of runs since removed
         stale.unlink()
     finished = c.finished
     table = model_table(finished) if not finished.empty else pd.DataFrame()
     verdicts = all_verdicts(Evidence(finished, table, c.sweeps))
-    curves = val_curves(tracking_uri, finished) if not finished.empty else pd.DataFrame(columns=["run_id", "step", "value"])
+    doc = _header(c, experiment) + _verdict_section(verdicts) + _settings_section(c, table, figs)
+    length_blocks, length_tables = _length_sections(finished, figs)
+    doc += length_blocks + _sweeps_section(c, figs) + _excluded_section(c.excluded)
+    return _write(out, experiment, doc, c, table, length_tables, verdicts)
 
-    doc: list[Block] = [
+
+def _header(c: Collection, experiment: str) -> list[Block]:
+    """Title, what the store holds, and how it was measured."""
+    return [
         Heading(f"rnnbench report: {experiment}", 1),
         Para(_runs_line(c) + f" Built {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC."),
         Para(_provenance(c.runs) if not c.runs.empty else "No ordinary runs."),
-        Heading("Verdicts"),
     ]
+
+
+def _verdict_section(verdicts: list[Verdict]) -> list[Block]:
+    doc: list[Block] = [Heading("Verdicts")]
     for v in verdicts:
-        doc += [Para(f"**{v.question}** {v.answer}")]
+        doc.append(Para(f"**{v.question}** {v.answer}"))
         if v.evidence:
             doc.append(Bullets(v.evidence))
+    return doc
 
-    if not table.empty:
-        doc += [Heading("Results per task setting"), Para(METHOD)]
-    for label, t in (by_label(table) if not table.empty else []):
+
+def _settings_section(c: Collection, table: pd.DataFrame, figs: Path) -> list[Block]:
+    """Per task setting: the model table with its tests, validation curves, metric vs cost."""
+    if table.empty:
+        return []
+    finished = c.finished
+    curves = val_curves(c.tracking_uri, finished)
+    doc: list[Block] = [Heading("Results per task setting"), Para(METHOD)]
+    for label, t in by_label(table):
         runs = finished[finished.task_label == label]
-        base = t.baseline.iloc[0]
         doc += [
             Heading(label, 3),
-            Para(f"Trivial baseline: {t.metric.iloc[0]} = {fmt(base)}. {_provenance(runs)}"),
+            Para(f"Trivial baseline: {t.metric.iloc[0]} = {fmt(t.baseline.iloc[0])}. {_provenance(runs)}"),
             _model_block(t),
         ]
         name = plots.slug(label)
@@ -126,64 +140,78 @@ def build_report(tracking_uri: str, experiment: str, out: Path) -> list[Path]:
         ):
             if fig is not None:
                 doc.append(Image(fig, f"{label} figure"))
+    return doc
 
-    length_tables = []
+
+def _length_sections(finished: pd.DataFrame, figs: Path) -> tuple[list[Block], list[pd.DataFrame]]:
+    """Per task whose settings vary its sequence length: metric vs length, and where each variant falls to its baseline."""
+    doc: list[Block] = []
+    tables = []
     for task, runs in (finished.groupby("task") if not finished.empty else []):
-        axis = _length_axis(runs)
+        axis = length_axis(runs)
         if axis is None:
             continue
-        bt = breakdown(runs, axis).assign(task=task, axis=axis[5:])
-        length_tables.append(bt)
-        fig = plots.metric_vs_length(bt, axis, task, runs.main_metric.iloc[0], bool(runs.higher_is_better.iloc[0]),
+        bt = breakdown(runs, axis).assign(task=task, axis=axis.name)
+        tables.append(bt)
+        fig = plots.metric_vs_length(bt, axis.name, task, runs.main_metric.iloc[0], bool(runs.higher_is_better.iloc[0]),
                                      figs / f"length_{plots.slug(task)}.png")  # fmt: skip
         doc += [
-            Heading(f"{task}: metric vs {axis[5:]}", 2),
-            Para(f"A variant falls to its baseline at the first {axis[5:]} where it beats the trivial baseline by less "
+            Heading(f"{task}: metric vs {axis.name}", 2),
+            Para(f"A variant falls to its baseline at the first {axis.name} where it beats the trivial baseline by less "
                  f"than {BREAKDOWN_MARGIN:.0%} (mean over seeds)."),  # fmt: skip
-            Table(["model", axis[5:], "mean", f"{LEVEL:.0%} CI", "baseline", "gain over baseline", "beats baseline"],
+            Table(["model", axis.name, "mean", f"{LEVEL:.0%} CI", "baseline", "gain over baseline", "beats baseline"],
                   [[r.model, fmt(r.length), fmt(r.mean), _ci(r), fmt(r.baseline), f"{r.gain:.0%}",
                     "yes" if r.beats_baseline else "**no**"] for r in bt.sort_values(["model", "length"]).itertuples()]),  # fmt: skip
             Image(fig, f"{task} metric vs length"),
         ]
+    return doc, tables
 
-    if c.sweeps:
-        doc += [
-            Heading("Sweeps"),
-            Para("Best value: the study's best validation score (Optuna's objective); importances: fANOVA, "
-                 "as the sweep logged them."),  # fmt: skip
-            Table(["study", "task", "model", "trials (finished)", "best value", "best parameters"],
-                  [[s.study_name, s.task_label, s.model, f"{len(s.trials)} ({(s.trials.status == 'FINISHED').sum()})",
-                    fmt(s.best_value), ", ".join(f"{k}={_short(v)}" for k, v in s.best_params.items())]
-                   for s in c.sweeps]),  # fmt: skip
-        ]
-        for s in c.sweeps:
-            for fig in (plots.importances(s, figs / f"importance_{plots.slug(s.study_name)}.png"),
-                        plots.optimization_history(s, figs / f"history_{plots.slug(s.study_name)}.png")):  # fmt: skip
-                if fig is not None:
-                    doc.append(Image(fig, f"{s.study_name} figure"))
 
-    excluded = c.excluded
-    doc.append(Heading("Runs not counted"))
+def _sweeps_section(c: Collection, figs: Path) -> list[Block]:
+    if not c.sweeps:
+        return []
+    doc: list[Block] = [
+        Heading("Sweeps"),
+        Para("Best value: the study's best validation score (Optuna's objective); importances: fANOVA, "
+             "as the sweep logged them."),  # fmt: skip
+        Table(["study", "task", "model", "trials (finished)", "best value", "best parameters"],
+              [[s.study_name, s.task_label, s.model, f"{len(s.trials)} ({(s.trials.status == 'FINISHED').sum()})",
+                fmt(s.best_value), ", ".join(f"{k}={_short(v)}" for k, v in s.best_params.items())]
+               for s in c.sweeps]),  # fmt: skip
+    ]
+    for s in c.sweeps:
+        for fig in (plots.importances(s, figs / f"importance_{plots.slug(s.study_name)}.png"),
+                    plots.optimization_history(s, figs / f"history_{plots.slug(s.study_name)}.png")):  # fmt: skip
+            if fig is not None:
+                doc.append(Image(fig, f"{s.study_name} figure"))
+    return doc
+
+
+def _excluded_section(excluded: pd.DataFrame) -> list[Block]:
+    doc: list[Block] = [Heading("Runs not counted")]
     if excluded.empty:
-        doc.append(Para("None: every recorded run finished and counts once."))
-    else:
-        doc += [
-            Para(f"{len(excluded)} run(s) are not in the tables above (failed, killed, still running, superseded or "
-                 "missing); means and tests use only the finished runs."),  # fmt: skip
-            Table(["task setting", "model", "seed", "status", "run id", "reason"],
-                  [[r.task_label, r.model, str(r.seed), r.status, r.run_id, r.reason] for r in excluded.itertuples()]),
-        ]
+        return doc + [Para("None: every recorded run finished and counts once.")]
+    return doc + [
+        Para(f"{len(excluded)} run(s) are not in the tables above (failed, killed, still running, superseded or "
+             "missing); means and tests use only the finished runs."),  # fmt: skip
+        Table(["task setting", "model", "seed", "status", "run id", "reason"],
+              [[r.task_label, r.model, str(r.seed), r.status, r.run_id, r.reason] for r in excluded.itertuples()]),
+    ]
 
+
+def _write(out: Path, experiment: str, doc: list[Block], c: Collection, table: pd.DataFrame,
+           length_tables: list[pd.DataFrame], verdicts: list[Verdict]) -> list[Path]:  # fmt: skip
     written = [out / "report.md", out / "report.html", out / "runs.csv", out / "models.csv", out / "excluded_runs.csv"]
     written[0].write_text(markdown(doc, out))
     written[1].write_text(to_html(doc, f"rnnbench report: {experiment}"))
     c.runs.to_csv(written[2], index=False)
     table.to_csv(written[3], index=False)
-    excluded.to_csv(written[4], index=False)
+    c.excluded.to_csv(written[4], index=False)
     if length_tables:
         written.append(out / "lengths.csv")
         pd.concat(length_tables).to_csv(written[-1], index=False)
+    written.append(out / "verdicts.csv")
     pd.DataFrame([{"question": v.question, "answer": v.answer, "evidence": " | ".join(v.evidence)} for v in verdicts]).to_csv(
-        out / "verdicts.csv", index=False
+        written[-1], index=False
     )
-    return written + [out / "verdicts.csv"] + sorted(figs.glob("*.png"))
+    return written + sorted((out / "plots").glob("*.png"))

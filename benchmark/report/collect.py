@@ -1,8 +1,8 @@
 """Read an experiment's runs and sweeps from MLflow into tidy tables (one row per run / trial).
 
-Only the tracking store is needed, never the process that trained the runs. Tags follow the
-project's conventions: ``kind`` is ``run`` (ordinary runs; runs from before the tag existed count
-as ``run`` too), ``sweep`` (an Optuna study's parent run) or ``trial`` (a sweep's child run).
+Only the tracking store is needed, never the process that trained the runs: the names come from
+``benchmark.record``. ``latest_finished`` is the one rule for which run counts (the suite's
+summary uses it too); ``length_axis`` finds the sequence length a task's settings vary.
 """
 
 from __future__ import annotations
@@ -17,23 +17,23 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from benchmark import record
 from benchmark.config import ConfigError
+from benchmark.record import RunKind, RunMetric, StudyMetric, Tag
 from benchmark.tracking import experiment_id, search_all
 
 # final metrics the runner logs once per run, as tidy column names
 RUN_METRICS = {
-    "param_count": "param_count",
-    "throughput_seq_per_s": "throughput",
-    "train_time_s": "train_time_s",
-    "wall_time_s": "wall_time_s",
-    "peak_memory_mb": "peak_memory_mb",
-    "epochs_trained": "epochs",
+    RunMetric.PARAM_COUNT: "param_count",
+    RunMetric.THROUGHPUT: "throughput",
+    RunMetric.TRAIN_TIME: "train_time_s",
+    RunMetric.WALL_TIME: "wall_time_s",
+    RunMetric.PEAK_MEMORY: "peak_memory_mb",
+    RunMetric.EPOCHS: "epochs",
 }
-KEY = ["task_label", "model", "seed"]  # one cell of a suite
-RUN_TAGS = (
-    "kind", "task", "task_label", "model", "cell", "layers", "bidirectional", "hidden", "main_metric",
-    "device", "torch_version", "git_commit", "suite", "failure_reason", "run_key",
-)  # fmt: skip
+KEY = [Tag.TASK_LABEL, Tag.MODEL, Tag.SEED]  # one cell of a suite: at most one run of it counts
+# params copied to columns: the task's options and facts, the per-cell parameter counts
+PARAM_COLUMNS = (record.TASK_PREFIX, record.FACT_PREFIX, record.cell_param_count(""))
 
 
 @dataclass
@@ -59,9 +59,8 @@ class Collection:
 
     @property
     def finished(self) -> pd.DataFrame:
-        """The latest FINISHED run of each (task setting, model, seed); earlier ones are in ``excluded``."""
-        done = self.runs[self.runs.status == "FINISHED"]
-        return done.sort_values("start").drop_duplicates(KEY, keep="last").sort_values(KEY).reset_index(drop=True)
+        """The runs that count (``latest_finished``); the others are in ``excluded``."""
+        return latest_finished(self.runs)
 
     @property
     def excluded(self) -> pd.DataFrame:
@@ -72,12 +71,12 @@ class Collection:
         kept = set(self.finished.run_id)
         rows = []
         for r in self.runs[~self.runs.run_id.isin(kept)].itertuples():
-            if r.status == "FINISHED":
+            if r.status == record.FINISHED:
                 why = "superseded by a later finished run of the same task, model and seed"
             else:
                 rerun = ((self.finished[KEY] == (r.task_label, r.model, r.seed)).all(axis=1)).any()
                 why = r.failure_reason or (
-                    "still running, or its process died (a resumed suite marks it KILLED)" if r.status == "RUNNING"
+                    "still running, or its process died (a resumed suite marks it KILLED)" if r.status == record.RUNNING
                     else "no reason recorded"
                 )  # fmt: skip
                 why += "; a later run of it finished" if rerun else "; no finished run of it"
@@ -92,6 +91,12 @@ class Collection:
         return pd.DataFrame(rows, columns=["task_label", "model", "seed", "status", "run_id", "reason"])
 
 
+def latest_finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """The latest FINISHED run of each (task setting, model, seed), sorted by them: the runs that count."""
+    done = runs[runs.status == record.FINISHED]
+    return done.sort_values("start").drop_duplicates(KEY, keep="last").sort_values(KEY).reset_index(drop=True)
+
+
 def _as_float(value) -> float:
     try:
         return float(value)
@@ -99,28 +104,73 @@ def _as_float(value) -> float:
         return float("nan")
 
 
-def _run_row(run) -> dict:
+def run_row(run) -> dict:
+    """One ordinary MLflow run as a flat row: identity tags, main test metric, costs, task options and facts."""
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-    main = tags.get("main_metric", "")
+    main = tags.get(Tag.MAIN_METRIC, "")
     row = {
         "run_id": run.info.run_id,
         "run_name": run.info.run_name,
         "status": run.info.status,
         "start": dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc) if run.info.start_time else pd.NaT,
-        **{t: tags.get(t, "") for t in RUN_TAGS},
-        "seed": int(tags["seed"]) if tags.get("seed", "").lstrip("-").isdigit() else -1,
-        "higher_is_better": tags.get("higher_is_better") == "true",
-        "value": metrics.get(f"test/{main}", float("nan")),
-        "best_val": metrics.get(f"best_val/{main}", float("nan")),
-        "baseline": metrics.get(f"baseline/{main}", float("nan")),
+        **{t: tags.get(t, "") for t in record.RUN_TAGS},
+        Tag.SEED: int(tags[Tag.SEED]) if tags.get(Tag.SEED, "").lstrip("-").isdigit() else -1,
+        Tag.HIGHER_IS_BETTER: record.is_true(tags.get(Tag.HIGHER_IS_BETTER)),
+        "value": metrics.get(record.on_test(main), float("nan")),
+        "best_val": metrics.get(record.best_val(main), float("nan")),
+        "baseline": metrics.get(record.baseline(main), float("nan")),
         **{col: metrics.get(name, float("nan")) for name, col in RUN_METRICS.items()},
     }
     if row["param_count"] != row["param_count"]:  # failed runs have the tag, not the final metric
-        row["param_count"] = _as_float(tags.get("param_count"))
-    row["kind"] = row["kind"] or "run"
-    # the task's options (task.seq_len, task.delay, ...) name the setting; the length plot reads them
-    row.update({k: v for k, v in params.items() if k.startswith("task.") and k != "task.name"})
+        row["param_count"] = _as_float(tags.get(Tag.PARAM_COUNT))
+    row[Tag.KIND] = record.kind_of(tags)
+    if Tag.LENGTH_FACT in tags:
+        row[Tag.LENGTH_FACT] = tags[Tag.LENGTH_FACT]
+    row.update({k: v for k, v in params.items() if k.startswith(PARAM_COLUMNS) and k != f"{record.TASK_PREFIX}name"})
     return row
+
+
+def run_table(runs: list) -> pd.DataFrame:
+    """The ordinary runs (``kind=run``) among MLflow ``runs``, one row each, sorted by ``KEY`` and start."""
+    rows = [run_row(r) for r in runs if record.kind_of(r.data.tags) == RunKind.RUN]
+    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run_id", "status", "start", *record.RUN_TAGS, Tag.SEED])
+    return table.sort_values([*KEY, "start"], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class LengthAxis:
+    """The column holding a task's sequence length, and its name in tables and plots."""
+
+    column: str
+    name: str
+
+
+def length_axis(runs: pd.DataFrame) -> LengthAxis | None:
+    """The sequence length that varies between one task's settings, or None.
+
+    Runs name their length fact (``length_fact`` tag, ``fact.<name>`` param). Runs recorded before
+    facts were logged fall back to the old rule, for backward compatibility: a numeric ``task.*``
+    option that varies, preferring ``LEGACY_LENGTH_OPTIONS``, else the only one that varies.
+    """
+    named = runs[Tag.LENGTH_FACT].dropna().unique() if Tag.LENGTH_FACT in runs else []
+    if len(named):
+        name = named[0]
+        values = runs[record.FACT_PREFIX + name].fillna(runs.get(record.TASK_PREFIX + name, pd.NA))
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.notna().all() and numeric.nunique() > 1:
+            return LengthAxis(record.FACT_PREFIX + name, name)
+        return None
+    varying = [
+        c for c in runs.columns
+        if c.startswith(record.TASK_PREFIX) and runs[c].nunique() > 1 and pd.to_numeric(runs[c], errors="coerce").notna().all()
+    ]  # fmt: skip
+    for name in LEGACY_LENGTH_OPTIONS:
+        if record.TASK_PREFIX + name in varying:
+            return LengthAxis(record.TASK_PREFIX + name, name)
+    return LengthAxis(varying[0], varying[0].removeprefix(record.TASK_PREFIX)) if len(varying) == 1 else None
+
+
+LEGACY_LENGTH_OPTIONS = ("seq_len", "delay", "length", "T")  # only for runs without a length_fact tag
 
 
 def _experiment(mlflow: MlflowClient, name: str, uri: str) -> str:
@@ -138,39 +188,45 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one ti
 
 def _importances(mlflow: MlflowClient, run_id: str) -> dict[str, float]:
     names = {a.path for a in mlflow.list_artifacts(run_id)}
-    if "importances.json" not in names:
+    if record.IMPORTANCES_ARTIFACT not in names:
         return {}
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.download_artifacts(run_id, "importances.json", tmp)
+        path = mlflow.download_artifacts(run_id, record.IMPORTANCES_ARTIFACT, tmp)
         return {k: float(v) for k, v in json.loads(Path(path).read_text()).items()}
 
 
 def _sweeps(mlflow: MlflowClient, exp_id: str) -> list[Sweep]:
-    parents = sorted(search_all(mlflow, exp_id, "tags.kind = 'sweep'"), key=lambda r: r.data.tags.get("study_name", ""))
-    trials = search_all(mlflow, exp_id, "tags.kind = 'trial'") if parents else []
+    parents = sorted(
+        search_all(mlflow, exp_id, f"tags.{Tag.KIND} = '{RunKind.SWEEP}'"), key=lambda r: r.data.tags.get(Tag.STUDY_NAME, "")
+    )
+    trials = search_all(mlflow, exp_id, f"tags.{Tag.KIND} = '{RunKind.TRIAL}'") if parents else []
     sweeps = []
     for p in parents:
-        tags, main = p.data.tags, p.data.tags.get("main_metric", "")
+        tags, main = p.data.tags, p.data.tags.get(Tag.MAIN_METRIC, "")
         rows = [
             {
-                "number": int(t.data.tags.get("trial_number", -1)),
-                "value": t.data.metrics.get(f"best_val/{main}", float("nan")),
+                "number": int(t.data.tags.get(Tag.TRIAL_NUMBER, -1)),
+                "value": t.data.metrics.get(record.best_val(main), float("nan")),
                 "status": t.info.status,
             }
             for t in trials
-            if t.data.tags.get("mlflow.parentRunId") == p.info.run_id
+            if t.data.tags.get(Tag.PARENT_RUN) == p.info.run_id
         ]
         sweeps.append(
             Sweep(
                 run_id=p.info.run_id,
-                study_name=tags.get("study_name", p.info.run_name),
-                task_label=tags.get("task_label", tags.get("task", "?")),
-                model=tags.get("model", "?"),
+                study_name=tags.get(Tag.STUDY_NAME, p.info.run_name),
+                task_label=tags.get(Tag.TASK_LABEL, tags.get(Tag.TASK, "?")),
+                model=tags.get(Tag.MODEL, "?"),
                 main_metric=main,
-                higher_is_better=tags.get("higher_is_better") == "true",
-                best_value=p.data.metrics.get("best_value", float("nan")),
+                higher_is_better=record.is_true(tags.get(Tag.HIGHER_IS_BETTER)),
+                best_value=p.data.metrics.get(StudyMetric.BEST_VALUE, float("nan")),
                 # params normally; tags when an extended study found a better trial (params are immutable)
-                best_params={k[5:]: v for k, v in (p.data.params | tags).items() if k.startswith("best.")},
+                best_params={
+                    k.removeprefix(record.BEST_PREFIX): v
+                    for k, v in (p.data.params | tags).items()
+                    if k.startswith(record.BEST_PREFIX)
+                },
                 importances=_importances(mlflow, p.info.run_id),
                 trials=pd.DataFrame(rows, columns=["number", "value", "status"]).sort_values("number"),
             )
@@ -182,14 +238,11 @@ def collect(tracking_uri: str, experiment: str) -> Collection:
     """Every ordinary run (any status) and every sweep of ``experiment``; ConfigError if none."""
     mlflow = MlflowClient(tracking_uri=tracking_uri)
     exp_id = _experiment(mlflow, experiment, tracking_uri)
-    runs = [r for r in search_all(mlflow, exp_id) if r.data.tags.get("kind", "run") == "run"]
+    runs = run_table(search_all(mlflow, exp_id))
     sweeps = _sweeps(mlflow, exp_id)
-    if not runs and not sweeps:
+    if runs.empty and not sweeps:
         raise ConfigError(f"experiment '{experiment}' at {tracking_uri} holds no runs; run a suite into it first")
-    rows = [_run_row(r) for r in runs]
-    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run_id", "status", "start", *RUN_TAGS, "seed"])
-    table = table.sort_values([*KEY, "start"], kind="stable").reset_index(drop=True)
-    return Collection(experiment, tracking_uri, table, sweeps)
+    return Collection(experiment, tracking_uri, runs, sweeps)
 
 
 def val_curves(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
@@ -197,6 +250,6 @@ def val_curves(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
     mlflow = MlflowClient(tracking_uri=tracking_uri)
     rows = []
     for run_id, main in zip(runs.run_id, runs.main_metric):
-        for m in mlflow.get_metric_history(run_id, f"val/{main}"):
+        for m in mlflow.get_metric_history(run_id, record.on_val(main)):
             rows.append({"run_id": run_id, "step": m.step, "value": m.value})
     return pd.DataFrame(rows, columns=["run_id", "step", "value"])

@@ -69,7 +69,7 @@ def validation_curves(runs: pd.DataFrame, curves: pd.DataFrame, path: Path) -> P
 
 
 def metric_vs_length(table: pd.DataFrame, axis: str, task: str, metric: str, higher: bool, path: Path) -> Path:
-    """Mean test metric (bars: min-max over seeds) against the length option; crosses where a variant falls to its baseline."""
+    """Mean test metric (bars: min-max over seeds) against the sequence length ``axis``; crosses where a variant falls to its baseline."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for model, g in table.groupby("model", sort=False):
         g = g.sort_values("length")
@@ -81,8 +81,8 @@ def metric_vs_length(table: pd.DataFrame, axis: str, task: str, metric: str, hig
     base = table.groupby("length").baseline.first()
     ax.plot(base.index, base.values, "k--", lw=1, label="trivial baseline")
     _log_if_wide(ax, list(table["mean"]) + list(base.values))
-    ax.set(xlabel=axis.removeprefix("task."), ylabel=f"test {metric} ({_arrow(higher)})",
-           title=f"{task}: test {metric} vs {axis.removeprefix('task.')}, mean (bars: min-max over seeds)\n"
+    ax.set(xlabel=axis, ylabel=f"test {metric} ({_arrow(higher)})",
+           title=f"{task}: test {metric} vs {axis}, mean (bars: min-max over seeds)\n"
                  f"x: first length where it beats the baseline by less than {BREAKDOWN_MARGIN:.0%}")  # fmt: skip
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
-import torch
-import yaml
 
+from benchmark import record
+from benchmark.report.collect import LengthAxis, length_axis
 from benchmark.report.stats import ALPHA, compare, holm, mean_ci, ratio_ci
 from benchmark.report.tables import by_label, seed_values
 
 BREAKDOWN_MARGIN = 0.10  # a variant "falls to its baseline" once it beats it by less than 10 %
-LENGTH_OPTIONS = ("seq_len", "delay", "length", "T")  # preferred names of a task's length option
+GRU_OVER_LSTM_LAYER = 3 / 4  # gate blocks per layer, GRU 3 vs LSTM 4: torch.nn's weights are 3H vs 4H rows
 
 
 @dataclass
@@ -57,19 +57,6 @@ def _effect(c, significant: str) -> str:
     if math.isnan(c.p):
         return "not tested"
     return significant if c.significant else "no significant difference"
-
-
-def _task_options(runs: pd.DataFrame) -> dict:
-    """The task's options back from a run's flattened params (``task.a.b`` nests; values parse as YAML)."""
-    row, options = runs.iloc[0], {}
-    for key in runs.columns:
-        if key.startswith("task.") and isinstance(row[key], str):
-            *parents, leaf = key[5:].split(".")
-            node = options
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = None if row[key] == "None" else yaml.safe_load(row[key])
-    return options
 
 
 def _cell_pairs(task: pd.DataFrame) -> list[tuple[str, str]]:
@@ -115,32 +102,26 @@ def accuracy(ev: Evidence) -> Verdict:
 
 def parameters(ev: Evidence) -> Verdict:
     q = "Does GRU have fewer parameters than LSTM at equal hidden size?"
-    from benchmark.models import parameter_count, resolve_architecture
-    from benchmark.config import ModelConfig
-    from benchmark.task import create_task
-
+    gru, lstm = record.cell_param_count("gru"), record.cell_param_count("lstm")
     lines = []
     for name, runs in ev.finished.groupby("task"):
-        try:
-            spec = create_task(name, **_task_options(runs)).spec()
-        except Exception as e:  # not installed here, or its data are elsewhere: this task is left out
-            lines.append(f"{name}: its spec cannot be built here ({type(e).__name__}: {str(e)[:120]}); left out")
+        counted = runs.dropna(subset=[gru, lstm]) if {gru, lstm} <= set(runs.columns) else runs.iloc[:0]
+        if counted.empty:
+            lines.append(f"{name}: its runs do not record per-cell parameter counts (recorded before rnnbench logged them); left out")
             continue
-        gru_hidden = runs[runs.cell == "gru"].hidden
-        hidden = int(gru_hidden.iloc[0]) if len(gru_hidden) else 128
-        count = {
-            c: parameter_count(spec, resolve_architecture(spec, ModelConfig(name=c, hidden_size=hidden)))
-            for c in ("gru", "lstm")
-        }
+        # the plainest GRU run (fewest layers, one direction) speaks for the task; its record has both counts
+        order = counted.assign(_gru=counted.cell != "gru", _layers=pd.to_numeric(counted.layers), _bi=counted.bidirectional)
+        run = order.sort_values(["_gru", "_layers", "_bi"], kind="stable").iloc[0]
+        g, l = int(float(run[gru])), int(float(run[lstm]))
+        shape = "" if (int(run.layers), run.bidirectional) == (1, "false") else (
+            f"{run.layers} layers{', bidirectional' if run.bidirectional == 'true' else ''}, "
+        )  # fmt: skip
         lines.append(
-            f"{name} (hidden {hidden}, whole network with input layer and head): GRU {count['gru']:,} vs LSTM "
-            f"{count['lstm']:,} parameters, ratio {count['gru'] / count['lstm']:.4f}"
+            f"{name} ({shape}hidden {run.hidden}, whole network with input layer and head): GRU {g:,} vs LSTM "
+            f"{l:,} parameters, ratio {g / l:.4f}"
         )
-    with torch.device("meta"):
-        size = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-        cell = size(torch.nn.GRU(32, 64)) / size(torch.nn.LSTM(32, 64))
     answer = (
-        f"Yes: a GRU layer has exactly {cell:.2f}x the parameters of an LSTM layer of the same size "
+        f"Yes: a GRU layer has exactly {GRU_OVER_LSTM_LAYER:.2f}x the parameters of an LSTM layer of the same size "
         "(3 gate blocks instead of 4, torch.nn counts)"
     )
     if any("ratio" in line for line in lines):
@@ -178,22 +159,10 @@ def speed(ev: Evidence) -> Verdict:
     return Verdict(q, f"Inconclusive on {devices}: every throughput ratio's CI includes 1.", lines)
 
 
-def _length_axis(runs: pd.DataFrame) -> str | None:
-    """The task option that varies between the task's settings and reads as a length, if any."""
-    varying = [
-        c for c in runs.columns
-        if c.startswith("task.") and runs[c].nunique() > 1 and pd.to_numeric(runs[c], errors="coerce").notna().all()
-    ]  # fmt: skip
-    for name in LENGTH_OPTIONS:
-        if f"task.{name}" in varying:
-            return f"task.{name}"
-    return varying[0] if len(varying) == 1 else None
-
-
-def breakdown(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
+def breakdown(runs: pd.DataFrame, axis: LengthAxis) -> pd.DataFrame:
     """Per model and length: mean metric, CI, baseline, and whether it still beats the baseline."""
     rows = []
-    for (model, length), g in runs.groupby(["model", pd.to_numeric(runs[axis])]):
+    for (model, length), g in runs.groupby(["model", pd.to_numeric(runs[axis.column]).rename("length")]):
         mean, lo, hi = mean_ci(g.value)
         base = g.baseline.iloc[0]
         gain = (mean - base if g.higher_is_better.iloc[0] else base - mean) / abs(base) if base else math.nan
@@ -207,7 +176,7 @@ def lengths(ev: Evidence) -> Verdict:
     q = "Which handles longer dependencies?"
     lines, holds = [], {}
     for name, runs in ev.finished.groupby("task"):
-        axis = _length_axis(runs)
+        axis = length_axis(runs)
         if axis is None:
             continue
         table, metric = breakdown(runs, axis), runs.main_metric.iloc[0]
@@ -218,16 +187,16 @@ def lengths(ev: Evidence) -> Verdict:
             held = g[g.length < first_fail].length.max() if first_fail is not None else g.length.max()
             holds[(name, model)] = (held if not math.isnan(held) else 0, first_fail is None)
             if first_fail is None:
-                held_text = f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} at every {axis[5:]} it ran"
+                held_text = f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} at every {axis.name} it ran"
             elif math.isnan(held):
                 held_text = f"does not beat the baseline by {BREAKDOWN_MARGIN:.0%} even at the shortest, {fmt(first_fail)}"
             else:
                 held_text = (
-                    f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} up to {axis[5:]} = {fmt(held)}, "
+                    f"beats the baseline by >= {BREAKDOWN_MARGIN:.0%} up to {axis.name} = {fmt(held)}, "
                     f"falls to it at {fmt(first_fail)}"
                 )
             lines.append(
-                f"{name}: {model} {held_text} ({axis[5:]}: mean {metric} over "
+                f"{name}: {model} {held_text} ({axis.name}: mean {metric} over "
                 f"{'/'.join(map(str, sorted(set(g.n))))} seeds vs baseline: "
                 + ", ".join(f"{fmt(r.length)}: {fmt(r.mean)} vs {fmt(r.baseline)}" for r in g.itertuples()) + ")"
             )

@@ -6,11 +6,12 @@ so an unknown name always fails the same way: one line naming it and the valid c
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
-from importlib.metadata import entry_points
 import importlib
 import pkgutil
+from importlib.metadata import entry_points
 from typing import Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -91,3 +92,17 @@ class Registry(Generic[T]):
     def items(self) -> list[tuple[str, T]]:
         return [(n, self._items[n]) for n in self.names()]
 
+    @contextlib.contextmanager
+    def temporarily(self, entries: dict[str, T] | None = None) -> Iterator[Registry[T]]:
+        """Register ``entries`` for the ``with`` block only; anything else registered inside is dropped too.
+
+        For tests: ``with TASKS.temporarily({"adding_nan": DivergingAdding}): ...``.
+        """
+        self._load_plugins()
+        items, aliases = dict(self._items), dict(self._aliases)
+        try:
+            for name, obj in (entries or {}).items():
+                self.register(name, obj)
+            yield self
+        finally:
+            self._items, self._aliases = items, aliases

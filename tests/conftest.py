@@ -1,4 +1,9 @@
-"""Shared fixtures: every test runs in its own temporary directory with its own MLflow store."""
+"""Shared fixtures and helpers: every test runs in its own temporary directory with its own MLflow store.
+
+Helpers used by several test modules live here (import them as ``from tests.conftest import ...``):
+``REPO_ROOT``, ``make_spec``/``make_inputs`` (a probe task spec and inputs for model tests),
+``DivergingAdding`` and the ``diverging_task`` fixture (a registered task whose loss is NaN).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from benchmark.metrics import cross_entropy_loss
+from benchmark.task import TASKS, Batch, InputKind, Metric, OutputKind, TaskSpec
+from tasks.synthetic import Adding
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,3 +44,42 @@ def tiny_overrides(mlflow_uri) -> list[str]:
         f"tracking.tracking_uri={mlflow_uri}",
         "tracking.experiment=test",
     ]
+
+
+def make_spec(output_kind: OutputKind, input_kind: InputKind = InputKind.CONTINUOUS) -> TaskSpec:
+    """A task spec with 5 inputs (or a vocabulary of 5) and 3 outputs, for model tests without data."""
+    return TaskSpec(
+        name="probe",
+        version="1",
+        input_kind=input_kind,
+        input_size=5,
+        output_kind=output_kind,
+        num_outputs=3,
+        loss=cross_entropy_loss,
+        metrics=(Metric("m", lambda o, b: o.new_zeros(len(b)), True),),
+        main_metric="m",
+        padding_idx=0 if input_kind is InputKind.TOKENS else None,
+    )
+
+
+def make_inputs(spec: TaskSpec, batch: int = 4, steps: int = 7) -> torch.Tensor:
+    if spec.input_kind is InputKind.TOKENS:
+        return torch.randint(1, spec.input_size, (batch, steps))
+    return torch.randn(batch, steps, spec.input_size)
+
+
+class DivergingAdding(Adding):
+    """The adding problem with NaN targets: the loss is NaN from the first step."""
+
+    name = "adding_nan"
+
+    def sample(self, n, generator, device):
+        batch = super().sample(n, generator, device)
+        return Batch(batch.inputs, torch.full_like(batch.targets, float("nan")))
+
+
+@pytest.fixture
+def diverging_task():
+    """``adding_nan`` registered for the test only."""
+    with TASKS.temporarily({DivergingAdding.name: DivergingAdding}):
+        yield DivergingAdding.name

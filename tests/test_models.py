@@ -6,31 +6,10 @@ import pytest
 import torch
 
 from benchmark.config import ConfigError, ModelConfig
-from benchmark.metrics import cross_entropy_loss
 from benchmark.models import MODELS, RecurrentNetwork, count_parameters, parameter_count, resolve_architecture
 from benchmark.models.network import set_forget_bias
-from benchmark.task import Batch, InputKind, Metric, OutputKind, TaskSpec
-
-
-def make_spec(output_kind: OutputKind, input_kind: InputKind = InputKind.CONTINUOUS) -> TaskSpec:
-    return TaskSpec(
-        name="probe",
-        version="1",
-        input_kind=input_kind,
-        input_size=5,
-        output_kind=output_kind,
-        num_outputs=3,
-        loss=cross_entropy_loss,
-        metrics=(Metric("m", lambda o, b: o.new_zeros(len(b)), True),),
-        main_metric="m",
-        padding_idx=0 if input_kind is InputKind.TOKENS else None,
-    )
-
-
-def make_inputs(spec: TaskSpec, batch: int = 4, steps: int = 7) -> torch.Tensor:
-    if spec.input_kind is InputKind.TOKENS:
-        return torch.randint(1, spec.input_size, (batch, steps))
-    return torch.randn(batch, steps, spec.input_size)
+from benchmark.task import Batch, InputKind, OutputKind
+from tests.conftest import make_inputs, make_spec
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -100,11 +79,18 @@ def test_lstm_effective_forget_bias(name):
 
 
 def test_set_forget_bias_changes_only_forget_gate():
-    lstm = torch.nn.LSTM(3, 4)
-    before = lstm.bias_ih_l0.detach().clone()
-    set_forget_bias(lstm, 0.0)
-    assert torch.equal(lstm.bias_ih_l0[:4], before[:4])
-    assert torch.equal(lstm.bias_ih_l0[8:], before[8:])
+    lstm = torch.nn.LSTM(3, 4, num_layers=2)
+    before = {n: p.detach().clone() for n, p in lstm.named_parameters()}
+    set_forget_bias(lstm, 0.7)
+    for layer in ("l0", "l1"):
+        b_ih, b_hh = getattr(lstm, f"bias_ih_{layer}"), getattr(lstm, f"bias_hh_{layer}")
+        assert torch.equal(b_ih[4:8], torch.full((4,), 0.7))  # gate order i, f, g, o: f is [H, 2H)
+        assert torch.equal(b_hh[4:8], torch.zeros(4))  # so the effective forget bias is exactly 0.7
+        for bias, name in ((b_ih, f"bias_ih_{layer}"), (b_hh, f"bias_hh_{layer}")):
+            assert torch.equal(bias[:4], before[name][:4]) and torch.equal(bias[8:], before[name][8:])
+    for name, param in lstm.named_parameters():
+        if name.startswith("weight"):
+            assert torch.equal(param, before[name])
 
 
 def test_bidirectional_last_state_uses_backward_state_at_step_zero():

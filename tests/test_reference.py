@@ -8,8 +8,8 @@ import torch
 from benchmark.config import ModelConfig
 from benchmark.models import MODELS, RecurrentNetwork, resolve_architecture
 from benchmark.models.reference import ReferenceRecurrent
-from tests.test_models import make_spec
 from benchmark.task import OutputKind
+from tests.conftest import make_spec
 
 
 @pytest.mark.parametrize("name", MODELS.names())

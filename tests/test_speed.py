@@ -104,8 +104,8 @@ class LateNaNAdding(Adding):
         return batch
 
 
-def test_nan_between_sampled_checks_still_fails_the_run(monkeypatch, tiny_overrides):
-    monkeypatch.setitem(TASKS._items, LateNaNAdding.name, LateNaNAdding)
+def test_nan_between_sampled_checks_still_fails_the_run(tiny_overrides):
     cfg = load_run_config(None, [f"task={LateNaNAdding.name}", "model=gru", "model.hidden_size=4", *tiny_overrides])
-    result = execute_run(cfg)
+    with TASKS.temporarily({LateNaNAdding.name: LateNaNAdding}):
+        result = execute_run(cfg)
     assert result.status == "FAILED" and "non-finite training loss in epoch 0" in result.failure

@@ -11,7 +11,6 @@ from rich.console import Console
 from benchmark.cli import main
 from benchmark.config import load_suite_config
 from benchmark.suite import run_suite
-from tests.test_runner import diverging_task  # noqa: F401  (fixture)
 
 
 def write_suite(tmp_path, mlflow_uri, tasks, models, seeds=(0,)):
@@ -74,7 +73,7 @@ def test_suite_runs_resumes_and_summarises(tmp_path, mlflow_uri, capsys):
     assert run_suite(suite, Console(quiet=True)).executed == []
 
 
-def test_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, mlflow_uri, diverging_task):  # noqa: F811
+def test_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, mlflow_uri, diverging_task):
     tasks = [{"name": "adding", **TINY}, {"name": diverging_task, **TINY}]
     path = write_suite(tmp_path, mlflow_uri, tasks, ["gru"])
     outcome = run_suite(load_suite_config(path), Console(quiet=True))

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightning.pytorch.callbacks import Callback
-
+from benchmark import record
 from benchmark.config import ModelConfig, RunConfig, TaskConfig, TrackingConfig, TrainConfig
 from benchmark.lightning_module import OPTIMIZERS
 from benchmark.models import RecurrentNetwork, resolve_architecture
+from benchmark.record import RunMetric
 from benchmark.task import create_task
 
 
@@ -53,29 +53,6 @@ class OverheadResult:
     @property
     def pair_ratios(self) -> list[float]:
         return [f / p for f, p in zip(self.framework_seq_per_s, self.plain_seq_per_s)]
-
-
-class CpuClock(Callback):
-    """Process CPU seconds spent in training epochs, validation excluded (as ``ThroughputMeter``)."""
-
-    def __init__(self):
-        self.seconds, self._since = 0.0, None
-
-    def _start(self, *_):
-        self._since = time.process_time()
-
-    def _stop(self, *_):
-        if self._since is not None:
-            self.seconds += time.process_time() - self._since
-            self._since = None
-
-    on_train_epoch_start = _start
-    on_validation_start = _stop
-    on_train_epoch_end = _stop
-
-    def on_validation_end(self, trainer, pl_module):
-        if trainer.training:
-            self._start()
 
 
 def run_config(
@@ -132,7 +109,7 @@ def measure_overhead(
     device: torch.device | None = None,
 ) -> OverheadResult:
     """Alternate framework and plain runs ``repeats`` times after one discarded warm-up pair."""
-    from benchmark.runner import execute_run
+    from benchmark.runner import ThroughputMeter, execute_run
 
     options = {"seq_len": 50} if options is None and task == "adding" else (options or {})
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -144,11 +121,11 @@ def measure_overhead(
             order = ("framework", "plain") if r % 2 == 0 else ("plain", "framework")
             for path in order:
                 if path == "framework":
-                    clock = CpuClock()
-                    run = execute_run(cfg, callbacks=[clock])
-                    if run.status != "FINISHED":
+                    meter = ThroughputMeter()
+                    run = execute_run(cfg, meter=meter)
+                    if run.status != record.FINISHED:
                         raise RuntimeError(f"framework run failed: {run.failure}")
-                    seq_per_s, cpu, wall = run.metrics["throughput_seq_per_s"], clock.seconds, run.metrics["wall_time_s"]
+                    seq_per_s, cpu, wall = run.metrics[RunMetric.THROUGHPUT], meter.cpu_seconds, run.metrics[RunMetric.WALL_TIME]
                 else:
                     seq_per_s, cpu, wall = plain_loop(cfg, device)
                 if r == 0:  # warm-up: imports, MLflow store creation, allocator and thread-pool start-up

@@ -33,19 +33,23 @@ class Choice(Section):
 
     Subclass once per kind of choice with a ``choices`` registry, then once per option with
     ``name: Literal["..."]`` and its own fields, registered under that name. A plain string is
-    short for ``{name: ...}``; an unknown name or an option of another choice is a one-line error.
-    Declare fields of this type as ``SerializeAsAny[...]`` so a dump keeps the chosen class's fields.
+    short for ``{name: ...}``, and options without a name belong to ``default_name``; an unknown
+    name or an option of another choice is a one-line error. Declare fields of this type as
+    ``SerializeAsAny[...]`` so a dump keeps the chosen class's fields.
     """
 
     name: str
     choices: ClassVar[Registry]
+    default_name: ClassVar[str]
 
     @model_validator(mode="wrap")
     @classmethod
     def _choose(cls, data: Any, handler):
         if isinstance(data, str):
             data = {"name": data}
-        if isinstance(data, dict) and "name" in data:
+        if isinstance(data, dict):
+            own = cls.model_fields["name"].default  # a registered schema's own name; the base has none
+            data = {"name": own if isinstance(own, str) else cls.default_name, **data}
             chosen = cls.choices.get(str(data["name"]))  # an unknown name raises with "did you mean"
             if chosen is not cls:
                 try:

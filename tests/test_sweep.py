@@ -16,9 +16,12 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
+from benchmark import record
 from benchmark.cli import main
 from benchmark.config import ConfigError
+from benchmark.record import RunKind, StudyMetric, Tag
 from benchmark.sweep import load_sweep_config, run_sweep, tuned_suite
+from benchmark.sweep.studies import TrialAttr
 from tests.conftest import REPO_ROOT
 
 TINY_TASK = {"name": "adding", "seq_len": 8, "train_size": 128, "val_size": 32, "test_size": 32}
@@ -49,7 +52,7 @@ def trials_of(sweep, study_name: str):
 def child_runs(mlflow_uri: str, parent_id: str):
     mlflow = MlflowClient(mlflow_uri)
     exp = mlflow.get_run(parent_id).info.experiment_id
-    return mlflow.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'")
+    return mlflow.search_runs([exp], f"tags.`{Tag.PARENT_RUN}` = '{parent_id}'")
 
 
 def assert_exact_target(sweep, study_name: str, mlflow_uri: str, parent_id: str) -> list:
@@ -58,13 +61,13 @@ def assert_exact_target(sweep, study_name: str, mlflow_uri: str, parent_id: str)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == sweep.n_trials
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    ran = [t for t in trials if not t.user_attrs.get("surplus")]
-    run_ids = [t.user_attrs["mlflow_run_id"] for t in ran]
+    ran = [t for t in trials if not t.user_attrs.get(TrialAttr.SURPLUS)]
+    run_ids = [t.user_attrs[TrialAttr.RUN_ID] for t in ran]
     assert len(set(run_ids)) == len(ran)
     children = {r.info.run_id: r for r in child_runs(mlflow_uri, parent_id)}
     assert set(children) == set(run_ids)
     for t in ran:
-        assert children[t.user_attrs["mlflow_run_id"]].data.tags["trial_number"] == str(t.number)
+        assert children[t.user_attrs[TrialAttr.RUN_ID]].data.tags[Tag.TRIAL_NUMBER] == str(t.number)
     return trials
 
 
@@ -87,21 +90,21 @@ def test_sweep_nests_one_run_per_trial_and_feeds_the_tuned_suite(tmp_path, mlflo
         assert o.reached_target and o.complete == 3
         trials = assert_exact_target(sweep, o.plan.name, mlflow_uri, o.parent_run_id)
         for t in trials:  # the child's logged config is the trial's sampled params
-            params = mlflow.get_run(t.user_attrs["mlflow_run_id"]).data.params
+            params = mlflow.get_run(t.user_attrs[TrialAttr.RUN_ID]).data.params
             for key, value in t.params.items():
                 assert float(params[key]) == pytest.approx(value)
             assert ("model.forget_bias" in t.params) == (o.plan.model == "lstm")
         parent = mlflow.get_run(o.parent_run_id)
-        assert parent.data.tags["kind"] == "sweep" and parent.data.tags["model"] == o.plan.model
+        assert parent.data.tags[Tag.KIND] == RunKind.SWEEP and parent.data.tags[Tag.MODEL] == o.plan.model
         assert parent.info.status == "FINISHED"
         best = min((t for t in trials if t.value is not None), key=lambda t: t.value)
-        assert parent.data.metrics["best_value"] == pytest.approx(best.value)
+        assert parent.data.metrics[StudyMetric.BEST_VALUE] == pytest.approx(best.value)
         assert {k: float(v) for k, v in parent.data.params.items() if k.startswith("best.")} == pytest.approx(
             {f"best.{k}": v for k, v in best.params.items()}
         )
         artifacts = {a.path for a in mlflow.list_artifacts(o.parent_run_id, "plots")}
         assert artifacts == {f"plots/{n}.png" for n in ("optimization_history", "intermediate_values", "param_importances")}
-        local = mlflow.download_artifacts(o.parent_run_id, "importances.json", str(tmp_path))
+        local = mlflow.download_artifacts(o.parent_run_id, record.IMPORTANCES_ARTIFACT, str(tmp_path))
         assert set(yaml.safe_load(open(local))) == set(best.params)
 
     # a rerun has nothing left to do: still exactly the target
@@ -114,7 +117,7 @@ def test_sweep_nests_one_run_per_trial_and_feeds_the_tuned_suite(tmp_path, mlflo
     for run, o in zip(runs, outcomes):
         assert run.train.lr == pytest.approx(o.best_params["train.lr"])
     assert main(["suite", "--from-sweep", path, "seeds=[1]"]) == 0
-    tuned = mlflow.search_runs([mlflow.get_run(outcomes[0].parent_run_id).info.experiment_id], "tags.suite = 'tiny-tuned'")
+    tuned = mlflow.search_runs([mlflow.get_run(outcomes[0].parent_run_id).info.experiment_id], f"tags.{Tag.SUITE} = 'tiny-tuned'")
     assert len(tuned) == 2 and all(r.info.status == "FINISHED" for r in tuned)
     with pytest.raises(ConfigError, match="fresh seeds"):
         tuned_suite(load_sweep_config(path, ["seeds=[0]"]))
@@ -139,8 +142,8 @@ def test_median_pruner_prunes_and_records_pruned_trials(tmp_path, mlflow_uri):
     assert o.epochs == sum(len(t.intermediate_values) for t in trials) < 5 * 3
     mlflow = MlflowClient(mlflow_uri)
     for t in pruned:
-        run = mlflow.get_run(t.user_attrs["mlflow_run_id"])
-        assert run.info.status == "KILLED" and run.data.tags["trial_state"] == "PRUNED"
+        run = mlflow.get_run(t.user_attrs[TrialAttr.RUN_ID])
+        assert run.info.status == "KILLED" and run.data.tags[Tag.TRIAL_STATE] == "PRUNED"
 
 
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mlflow_uri):
@@ -160,9 +163,9 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mlflow_uri):
     assert failed and o.failed == len(failed), "seed 0 draws 0.01, 1e8, 0.01"
     mlflow = MlflowClient(mlflow_uri)
     for t in failed:
-        assert t.params["train.lr"] == 1e8 and "non-finite" in t.user_attrs["failure"]
-        run = mlflow.get_run(t.user_attrs["mlflow_run_id"])
-        assert run.info.status == "FAILED" and "non-finite" in run.data.tags["failure_reason"]
+        assert t.params["train.lr"] == 1e8 and "non-finite" in t.user_attrs[TrialAttr.FAILURE]
+        run = mlflow.get_run(t.user_attrs[TrialAttr.RUN_ID])
+        assert run.info.status == "FAILED" and "non-finite" in run.data.tags[Tag.FAILURE_REASON]
 
 
 def test_killed_worker_trial_goes_stale_and_the_rerun_reaches_the_target(tmp_path, mlflow_uri):
@@ -186,7 +189,7 @@ def test_killed_worker_trial_goes_stale_and_the_rerun_reaches_the_target(tmp_pat
                 running = [t for t in trials_of(sweep, study_name) if t.state == TrialState.RUNNING]
             except (KeyError, OperationalError):  # the worker has not made the storage or the study yet
                 running = []
-            if running and "mlflow_run_id" in running[0].user_attrs:
+            if running and TrialAttr.RUN_ID in running[0].user_attrs:
                 break
             assert worker.poll() is None, "the worker ended before it was killed"
             time.sleep(0.2)
@@ -204,8 +207,8 @@ def test_killed_worker_trial_goes_stale_and_the_rerun_reaches_the_target(tmp_pat
     assert stale.state == TrialState.FAIL
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retry) == 1 and retry[0].params == killed.params and retry[0].state == TrialState.COMPLETE
-    run = MlflowClient(mlflow_uri).get_run(killed.user_attrs["mlflow_run_id"])
-    assert run.info.status == "KILLED" and "heartbeat" in run.data.tags["failure_reason"]
+    run = MlflowClient(mlflow_uri).get_run(killed.user_attrs[TrialAttr.RUN_ID])
+    assert run.info.status == "KILLED" and "heartbeat" in run.data.tags[Tag.FAILURE_REASON]
 
 
 def _two_workers(tmp_path, mlflow_uri, storage: str | None = None):
@@ -264,6 +267,34 @@ def test_bad_search_space_is_one_clear_error(tmp_path, mlflow_uri, space, messag
     with pytest.raises(ConfigError) as e:
         load_sweep_config(path)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["pruner={name: median, min_resource: 3}"], "Valid keys: pruner.name, pruner.n_startup_trials, pruner.n_warmup_steps"),
+        (["pruner.min_resource=3"], "unknown key 'pruner.min_resource'"),  # the default pruner is median
+        (["pruner={name: median, n_warmup_step: 2}"], "Did you mean 'pruner.n_warmup_steps'?"),
+        (["pruner={name: hyperband, reduction_factor: 1}"], "invalid value for 'pruner.reduction_factor'"),
+        (["pruner={name: none, n_startup_trials: 2}"], "unknown key 'pruner.n_startup_trials'."),
+        (["sampler={name: random, n_startup_trials: 3}"], "unknown key 'sampler.n_startup_trials'"),
+        (["pruner={name: medain}"], "unknown pruner 'medain'. Did you mean 'median'?"),
+    ],
+)
+def test_each_pruner_and_sampler_has_its_own_options(tmp_path, mlflow_uri, capsys, overrides, message):
+    path = write_sweep(tmp_path, mlflow_uri)
+    assert main(["sweep", path, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnbench: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "optuna").exists()  # stopped before any storage was made
+
+
+def test_pruner_options_survive_the_trip_to_worker_processes(tmp_path, mlflow_uri):
+    sweep = load_sweep_config(write_sweep(tmp_path, mlflow_uri), ["pruner={name: hyperband, min_resource: 2}", "sampler=random"])
+    again = type(sweep).model_validate_json(sweep.model_dump_json())  # what a local worker receives
+    assert (again.pruner.name, again.pruner.min_resource, again.pruner.reduction_factor) == ("hyperband", 2, 3)
+    assert again.sampler.name == "random" and again == sweep
+    assert load_sweep_config(write_sweep(tmp_path, mlflow_uri), ["pruner=hyperband"]).pruner.min_resource == 1
 
 
 def test_bad_sweep_settings_exit_2(tmp_path, mlflow_uri, capsys):

@@ -25,6 +25,7 @@ class SamplerConfig(Choice):
     """How a study proposes trials; every study of a sweep gets the same one (and the same seed)."""
 
     choices: ClassVar[Registry] = SAMPLERS
+    default_name: ClassVar[str] = "tpe"
 
     def build(self, seed: int) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
@@ -51,6 +52,7 @@ class PrunerConfig(Choice):
     """When a trial stops early; its resource is the epoch (one report per validation)."""
 
     choices: ClassVar[Registry] = PRUNERS
+    default_name: ClassVar[str] = "median"
 
     def build(self, max_epochs: int) -> optuna.pruners.BasePruner:
         raise NotImplementedError
@@ -95,9 +97,9 @@ class SweepConfig(SuiteConfig):
     seed: int = Field(0, description="training seed of every trial")
     n_trials: int = Field(20, gt=0, description="finished (complete or pruned) trials per study")
     max_failures: int | None = Field(None, gt=0, description="give a study up after this many failed trials")
-    sampler: SerializeAsAny[SamplerConfig] = TPESampler()
+    sampler: SerializeAsAny[SamplerConfig] = Field(default_factory=lambda: SamplerConfig.model_validate({}))
     sampler_seed: int = 0
-    pruner: SerializeAsAny[PrunerConfig] = MedianPruner()
+    pruner: SerializeAsAny[PrunerConfig] = Field(default_factory=lambda: PrunerConfig.model_validate({}))
     storage: str | None = Field(None, description="an SQLAlchemy URL; default sqlite:///<storage_dir>/<name>.db")
     storage_dir: str = "optuna"
     heartbeat_interval: int = Field(10, gt=0, description="seconds between a running trial's heartbeats")

@@ -3,8 +3,8 @@
 Writers (runner, sweep, speed) and readers (summary, report) import these names; no other module
 spells them. What an ordinary run (``kind=run``) records:
 
-- tags: the ``Tag`` names under "every run" below; ``failure_reason`` when it did not finish;
-  ``length_fact`` when its task names one of its facts as its sequence length;
+- tags: the ``Tag`` names under "every run" below (``length_fact`` names the fact that is the
+  task's sequence length, empty when it has none); ``failure_reason`` when it did not finish;
 - params: the whole run config flattened (``task.seq_len``, ``train.lr``, ...), the resolved
   architecture (``arch.*``), ``param_count``; the task's facts (``TaskSpec.extra``) as
   ``fact.<name>``; and ``param_count.<cell>``: the parameter count of the same network (same
@@ -61,7 +61,7 @@ class Tag:
     RUN_KEY = "run_key"  # hash of everything that changes the result: the identity for resuming
     MAIN_METRIC = "main_metric"
     HIGHER_IS_BETTER = "higher_is_better"  # "true" / "false"
-    LENGTH_FACT = "length_fact"  # which fact.* param is the task's sequence length (absent: none)
+    LENGTH_FACT = "length_fact"  # which fact.* param is the task's sequence length ("": none; absent: an old run)
     # environment, once the trainer has picked its device
     DEVICE = "device"
     TORCH_VERSION = "torch_version"

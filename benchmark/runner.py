@@ -166,7 +166,7 @@ class PreparedRun:
 
     def tags(self) -> dict[str, str]:
         """The tags a run carries from its start (``record.RUN_TAGS`` and the rest of the identity)."""
-        tags = {
+        return {
             Tag.TASK: self.spec.name,
             Tag.TASK_LABEL: self.task.label,
             Tag.TASK_VERSION: self.spec.version,
@@ -180,10 +180,8 @@ class PreparedRun:
             Tag.RUN_KEY: self.cfg.run_key(),
             Tag.MAIN_METRIC: self.main.name,
             Tag.HIGHER_IS_BETTER: record.flag(self.main.higher_is_better),
+            Tag.LENGTH_FACT: self.spec.length_fact or "",
         }
-        if self.spec.length_fact is not None:
-            tags[Tag.LENGTH_FACT] = self.spec.length_fact
-        return tags
 
     def log_params(self) -> dict:
         """The config flattened, the architecture, the parameter counts (own and per cell) and the task's facts."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,12 +15,13 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 from scipy import stats
 
-from benchmark import cli
+from benchmark import cli, record
 from benchmark.config import ConfigError, RunConfig, SuiteConfig
+from benchmark.record import RunKind, RunMetric, StudyMetric, Tag
 from benchmark.report import build_report
 from benchmark.report.collect import collect
 from benchmark.report.plots import pareto_front
-from benchmark.report.screenshot import find_browser, screenshot
+from benchmark.report.screenshot import dump_dom, find_browser, screenshot
 from benchmark.report.stats import PAIRED, WELCH, Comparison, compare, holm, mean_ci, ratio_ci
 from benchmark.runner import execute_run
 from benchmark.suite import run_suite
@@ -56,32 +58,33 @@ def report(tmp_path_factory):
         assert execute_run(bad).status == "FAILED"
         mlflow = MlflowClient(uri)
         exp = mlflow.get_experiment_by_name("tiny").experiment_id
-        deleted = mlflow.search_runs([exp], "tags.task_label = 'adding[seq_len=8]' and tags.model = 'lstm' and tags.seed = '1'")
+        query = f"tags.{Tag.TASK_LABEL} = 'adding[seq_len=8]' and tags.{Tag.MODEL} = 'lstm' and tags.{Tag.SEED} = '1'"
+        deleted = mlflow.search_runs([exp], query)
         mlflow.delete_run(deleted[0].info.run_id)
         _fake_sweep(mlflow, exp, root)
         out = root / "results" / "tiny"
         written = build_report(uri, "tiny", out)
-    finished = mlflow.search_runs([exp], "attributes.status = 'FINISHED' and tags.kind = 'run'")
+    finished = mlflow.search_runs([exp], f"attributes.status = '{record.FINISHED}' and tags.{Tag.KIND} = '{RunKind.RUN}'")
     return SimpleNamespace(uri=uri, out=out, written=written, finished=finished, md=(out / "report.md").read_text())
 
 
 def _fake_sweep(mlflow: MlflowClient, exp: str, root: Path) -> None:
-    """A sweep parent and its trials, tagged as the sweep issue's convention says."""
-    tags = {"kind": "sweep", "study_name": "tiny-adding-gru", "task": "adding", "task_label": "adding[seq_len=4]",
-            "model": "gru", "main_metric": "mse", "higher_is_better": "false"}  # fmt: skip
-    parent = mlflow.create_run(exp, run_name="tiny-adding-gru", tags=tags).info.run_id
+    """A sweep parent and its trials, recorded as ``benchmark.record`` says a sweep records them."""
+    study = "tiny-adding-gru"
+    tags = {Tag.STUDY_NAME: study, Tag.TASK: "adding", Tag.TASK_LABEL: "adding[seq_len=4]", Tag.MODEL: "gru",
+            Tag.MAIN_METRIC: "mse", Tag.HIGHER_IS_BETTER: record.flag(False)}  # fmt: skip
+    parent = record.create_run(mlflow, exp, RunKind.SWEEP, study, tags)
     for number, value in enumerate([0.5, 0.3, 0.4]):
-        child = mlflow.create_run(
-            exp, tags={"kind": "trial", "mlflow.parentRunId": parent, "trial_number": str(number), "study_name": "tiny-adding-gru"}
-        ).info.run_id
-        mlflow.log_metric(child, "best_val/mse", value)
-        mlflow.set_terminated(child, "FINISHED")
-    mlflow.log_metric(parent, "best_value", 0.3)
-    mlflow.log_param(parent, "best.train.lr", "0.003")
-    path = root / "importances.json"
+        trial = {Tag.TRIAL_NUMBER: str(number), Tag.STUDY_NAME: study}
+        child = record.create_run(mlflow, exp, RunKind.TRIAL, f"trial {number}", trial, parent_run_id=parent)
+        mlflow.log_metric(child, record.best_val("mse"), value)
+        record.end_run(mlflow, child, record.FINISHED)
+    mlflow.log_metric(parent, StudyMetric.BEST_VALUE, 0.3)
+    mlflow.log_param(parent, f"{record.BEST_PREFIX}train.lr", "0.003")
+    path = root / record.IMPORTANCES_ARTIFACT
     path.write_text(json.dumps({"train.lr": 0.7, "model.hidden_size": 0.3}))
     mlflow.log_artifact(parent, str(path))
-    mlflow.set_terminated(parent, "FINISHED")
+    record.end_run(mlflow, parent, record.FINISHED)
 
 
 # ----------------------------------------------------------------------------- statistics on known numbers
@@ -142,11 +145,11 @@ def test_tables_match_the_recorded_metrics(report):
     table = pd.read_csv(report.out / "models.csv")
     recorded = pd.DataFrame(
         {
-            "task_label": [r.data.tags["task_label"] for r in report.finished],
-            "model": [r.data.tags["model"] for r in report.finished],
-            "value": [r.data.metrics["test/mse"] for r in report.finished],
-            "params": [int(r.data.tags["param_count"]) for r in report.finished],
-            "seq_s": [r.data.metrics["throughput_seq_per_s"] for r in report.finished],
+            "task_label": [r.data.tags[Tag.TASK_LABEL] for r in report.finished],
+            "model": [r.data.tags[Tag.MODEL] for r in report.finished],
+            "value": [r.data.metrics[record.on_test("mse")] for r in report.finished],
+            "params": [int(r.data.tags[Tag.PARAM_COUNT]) for r in report.finished],
+            "seq_s": [r.data.metrics[RunMetric.THROUGHPUT] for r in report.finished],
         }
     )
     assert len(table) == 4 and len(recorded) == 7  # 2 lengths x 2 models; 8 runs less the deleted one
@@ -193,6 +196,54 @@ def test_verdicts_answer_with_numbers(report):
     assert answers["Does bidirectionality or depth help?"].startswith("Inconclusive")  # no such pair ran
 
 
+def test_parameter_verdict_reads_the_counts_the_runs_logged(report):
+    from benchmark.config import ModelConfig
+    from benchmark.models import parameter_count, resolve_architecture
+    from benchmark.task import create_task
+
+    spec = create_task("adding").spec()  # counted here independently of the runs (hidden 4, one layer, one direction)
+    gru, lstm = (parameter_count(spec, resolve_architecture(spec, ModelConfig(name=c, hidden_size=4))) for c in ("gru", "lstm"))
+    evidence = pd.read_csv(report.out / "verdicts.csv").set_index("question").evidence
+    line = evidence["Does GRU have fewer parameters than LSTM at equal hidden size?"]
+    assert line == (f"adding (hidden 4, whole network with input layer and head): GRU {gru:,} vs LSTM {lstm:,} "
+                    f"parameters, ratio {gru / lstm:.4f}")  # fmt: skip
+
+
+def test_parameter_verdict_leaves_out_runs_that_logged_no_counts():
+    from benchmark.report.verdicts import Evidence, parameters
+
+    old = pd.DataFrame([{"task": "t", "cell": "gru", "layers": "1", "bidirectional": "false", "hidden": "8"}])
+    v = parameters(Evidence(old, pd.DataFrame(), []))
+    assert v.evidence == ["t: its runs do not record per-cell parameter counts (recorded before rnnbench logged them); left out"]
+    assert "whole networks" not in v.answer
+
+
+def test_length_axis_comes_from_the_logged_facts(report):
+    runs = pd.read_csv(report.out / "runs.csv")
+    assert set(runs[Tag.LENGTH_FACT]) == {"seq_len"} and sorted(set(runs["fact.seq_len"])) == list(LENGTHS)
+    lengths = pd.read_csv(report.out / "lengths.csv")
+    assert set(lengths.axis) == {"seq_len"} and sorted(set(lengths.length)) == list(LENGTHS)
+
+
+def test_length_axis_rules():
+    from benchmark.report.collect import LengthAxis, length_axis
+
+    base = {"task": "t", "task.train_size": "64"}
+    # a length fact named by the runs wins over any option that varies
+    new = pd.DataFrame([{**base, "length_fact": "delay", "fact.delay": d, "task.delay": d, "task.train_size": n}
+                        for d, n in (("5", "64"), ("10", "128"))])  # fmt: skip
+    assert length_axis(new) == LengthAxis("fact.delay", "delay")
+    assert length_axis(new.iloc[:1]) is None  # one length: nothing to plot
+    # runs recorded before facts were logged: a varying numeric task option, length names first
+    old = pd.DataFrame([{**base, "task.seq_len": t, "task.train_size": n} for t, n in (("8", "64"), ("16", "128"))])
+    assert length_axis(old) == LengthAxis("task.seq_len", "seq_len")
+    assert length_axis(old.drop(columns="task.seq_len")) == LengthAxis("task.train_size", "train_size")
+    # a task that names no length fact has no length axis, whatever else varies
+    none = pd.DataFrame([{**base, "length_fact": "", "fact.vocab_size": v, "task.vocab_size": v} for v in ("10", "20")])
+    assert length_axis(none) is None
+    assert length_axis(none.drop(columns="length_fact")) == LengthAxis("task.vocab_size", "vocab_size")  # as old runs
+
+
 def test_sweeps_are_read_without_polluting_the_runs(report):
     c = collect(report.uri, "tiny")
     assert set(c.runs.kind) == {"run"}
@@ -222,10 +273,53 @@ def test_unknown_and_empty_experiments_are_one_line_errors(mlflow_uri, capsys):
     assert err.startswith("rnnbench: error: experiment 'nope' not found") and "empty" in err and "\n" not in err
 
 
+class _Page(HTMLParser):
+    """Headings, bold text and images of a DOM, as the browser built it."""
+
+    def __init__(self):
+        super().__init__()
+        self.headings, self.bold, self.images, self._open = [], [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("h1", "h2", "h3", "strong"):
+            self._open, self._text = tag, ""
+        elif tag == "img":
+            self.images.append(dict(attrs))
+
+    def handle_data(self, data):
+        if self._open:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if tag == self._open:
+            (self.bold if tag == "strong" else self.headings).append(self._text)
+            self._open = None
+
+
+# Marks each image with the size the browser decoded: 0x0 (or no mark) means it did not load.
+LOAD_PROBE = (
+    "<script>window.addEventListener('load', () => { for (const img of document.images) "
+    "img.dataset.decoded = img.naturalWidth + 'x' + img.naturalHeight; });</script>"
+)
+
+
 @pytest.mark.skipif(find_browser() is None, reason="no headless Chromium here (apt-get install -y chromium)")
-def test_html_renders_in_headless_chromium(report, tmp_path):
-    png = screenshot(report.out / "report.html", tmp_path / "shot.png", width=900, height=1200)
-    assert png.stat().st_size > 20_000  # a blank page is a few kB
+def test_html_shows_the_verdicts_and_every_figure_in_headless_chromium(report, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text((report.out / "report.html").read_text().replace("</body>", LOAD_PROBE + "</body>"))
+    dom = _Page()
+    dom.feed(dump_dom(page))
+    assert dom.headings[:2] == ["rnnbench report: tiny", "Verdicts"]
+    assert {"Results per task setting", "adding: metric vs seq_len", "Sweeps", "Runs not counted"} <= set(dom.headings)
+    questions = pd.read_csv(report.out / "verdicts.csv").question
+    assert all(q in dom.bold for q in questions) and len(questions) == 6
+    assert len(dom.images) == len(list((report.out / "plots").glob("*.png")))
+    for img in dom.images:
+        assert img["src"].startswith("data:image/png;base64,") and len(img["src"]) > 1000, img.get("alt")
+        width, height = map(int, img["data-decoded"].split("x"))
+        assert width > 100 and height > 100, img.get("alt")
+    png = screenshot(page, tmp_path / "shot.png", width=900, height=1200)  # the screenshot helper still works
+    assert png.is_file()
 
 
 def test_depth_and_direction_verdict_on_known_numbers():

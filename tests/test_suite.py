@@ -8,7 +8,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
+from benchmark import record
 from benchmark.cli import main
+from benchmark.record import Tag
 from benchmark.config import load_suite_config
 from benchmark.suite import run_suite
 
@@ -52,7 +54,7 @@ def test_suite_runs_resumes_and_summarises(tmp_path, mlflow_uri, capsys):
     assert [(r["task"], r["model"], r["n"]) for r in rows] == [("adding[seq_len=8]", "gru", "2"), ("adding[seq_len=8]", "lstm", "2")]
     client = MlflowClient(mlflow_uri)
     exp = client.get_experiment_by_name("suite-test")
-    gru_mse = [r.data.metrics["test/mse"] for r in client.search_runs([exp.experiment_id], "tags.model = 'gru'")]
+    gru_mse = [r.data.metrics[record.on_test("mse")] for r in client.search_runs([exp.experiment_id], f"tags.{Tag.MODEL} = 'gru'")]
     assert float(rows[0]["mean"]) == sum(gru_mse) / 2
     assert float(rows[0]["baseline"]) == 1 / 6
     assert "mean ± sample std over n seeds" in (tmp_path / "results/tiny/summary.md").read_text()
@@ -60,9 +62,9 @@ def test_suite_runs_resumes_and_summarises(tmp_path, mlflow_uri, capsys):
     # A killed process leaves its run RUNNING: on resume it is marked KILLED and redone; finished runs are skipped.
     suite = load_suite_config(path)
     victim = suite.runs()[0]
-    finished = client.search_runs([exp.experiment_id], f"tags.run_key = '{victim.run_key()}'")[0]
+    finished = client.search_runs([exp.experiment_id], f"tags.{Tag.RUN_KEY} = '{victim.run_key()}'")[0]
     client.delete_run(finished.info.run_id)
-    client.create_run(exp.experiment_id, tags={"run_key": victim.run_key()})  # left RUNNING
+    client.create_run(exp.experiment_id, tags={Tag.RUN_KEY: victim.run_key()})  # left RUNNING, no kind tag (old runs had none)
     outcome = run_suite(suite, Console(quiet=True))
     assert outcome.skipped == 3 and len(outcome.executed) == 1
     assert outcome.executed[0].model == victim.model.name and outcome.executed[0].seed == victim.seed
@@ -92,9 +94,32 @@ def test_parallel_jobs_give_the_same_results_as_one_at_a_time(tmp_path, mlflow_u
     sequential = run_suite(load_suite_config(path, ["tracking.experiment=one"]), Console(quiet=True))
     parallel = run_suite(load_suite_config(path, ["tracking.experiment=two", "jobs=2"]), Console(quiet=True))
     assert len(parallel.executed) == 3 and all(r.status == "FINISHED" for r in parallel.executed)
-    by_model = lambda outcome: {r.model: r.metrics["test/mse"] for r in outcome.executed}  # noqa: E731
+    by_model = lambda outcome: {r.model: r.metrics[record.on_test("mse")] for r in outcome.executed}  # noqa: E731
     assert by_model(parallel) == by_model(sequential)
     client = MlflowClient(mlflow_uri)
     runs = client.search_runs([client.get_experiment_by_name("two").experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
-    assert {r.data.tags["suite_jobs"] for r in runs} == {"2"}
+    assert {r.data.tags[Tag.SUITE_JOBS] for r in runs} == {"2"}
+
+
+def test_summary_and_report_count_the_same_runs(tmp_path, mlflow_uri):
+    """A cell finished twice (a duplicate start): both the summary and the report count the later run."""
+    path = write_suite(tmp_path, mlflow_uri, [{"name": "adding", **TINY}], ["gru"])
+    suite = load_suite_config(path)
+    first = run_suite(suite, Console(quiet=True)).executed[0]
+    client = MlflowClient(mlflow_uri)
+    old = client.get_run(first.run_id)
+    tags = {k: v for k, v in old.data.tags.items() if not k.startswith("mlflow.")}
+    later = record.create_run(client, old.info.experiment_id, record.RunKind.RUN, "duplicate", tags)
+    client.log_metric(later, record.on_test("mse"), 0.123)
+    record.end_run(client, later, record.FINISHED)
+
+    summary = run_suite(suite, Console(quiet=True)).summary
+    assert summary.rows[0].values == [0.123]
+    from benchmark.report import build_report
+
+    build_report(mlflow_uri, "suite-test", tmp_path / "report")
+    models = list(csv.DictReader(open(tmp_path / "report" / "models.csv")))
+    assert [float(r["mean"]) for r in models] == [0.123]
+    excluded = list(csv.DictReader(open(tmp_path / "report" / "excluded_runs.csv")))
+    assert [(r["run_id"], r["status"]) for r in excluded] == [(first.run_id, record.FINISHED)]

@@ -148,12 +148,16 @@ class LengthAxis:
 def length_axis(runs: pd.DataFrame) -> LengthAxis | None:
     """The sequence length that varies between one task's settings, or None.
 
-    Runs name their length fact (``length_fact`` tag, ``fact.<name>`` param). Runs recorded before
-    facts were logged fall back to the old rule, for backward compatibility: a numeric ``task.*``
-    option that varies, preferring ``LEGACY_LENGTH_OPTIONS``, else the only one that varies.
+    Runs name their length fact (``length_fact`` tag, ``fact.<name>`` param; empty: the task has
+    none). Runs recorded before facts were logged (no tag) fall back to the old rule, for backward
+    compatibility: a numeric ``task.*`` option that varies, preferring ``LEGACY_LENGTH_OPTIONS``,
+    else the only one that varies.
     """
-    named = runs[Tag.LENGTH_FACT].dropna().unique() if Tag.LENGTH_FACT in runs else []
-    if len(named):
+    recorded = runs[Tag.LENGTH_FACT].dropna() if Tag.LENGTH_FACT in runs else pd.Series(dtype=object)
+    if len(recorded):
+        named = [n for n in recorded.unique() if n]
+        if not named:
+            return None
         name = named[0]
         values = runs[record.FACT_PREFIX + name].fillna(runs.get(record.TASK_PREFIX + name, pd.NA))
         numeric = pd.to_numeric(values, errors="coerce")

@@ -109,6 +109,9 @@ class Task:
     description: ClassVar[str] = ""
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     label_options: ClassVar[tuple[str, ...] | None] = None
+    # options naming where the data come from (paths, hub ids, columns, splits, labels): the tests
+    # that run every shipped config drop them and train on ``smoke_options`` data instead
+    data_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any):
         from benchmark.config import ConfigError, format_validation_error

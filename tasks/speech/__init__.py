@@ -86,6 +86,10 @@ class Speech(Task):
     version = "1"
     description = "keyword / spoken-digit classification from audio; log-mel or MFCC on the device (accuracy)"
     Options = SpeechOptions
+    data_options = (
+        "source", "path", "data_files", "hub_config", "hub_revision", "hub_splits", "cache_dir", "audio_column",
+        "path_column", "label_column", "speaker_column", "speaker_pattern", "labels", "unknown_labels", "max_per_label",
+    )  # fmt: skip
 
     _data: SpeechData | None = None
 

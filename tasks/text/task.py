@@ -23,6 +23,10 @@ class TextClassification(Task):
     version = "1"
     description = "text classification on a hub data set or local CSV/TSV/JSON/parquet files (accuracy)"
     Options = TextOptions
+    data_options = (
+        "dataset", "dataset_config", "revision", "data_files", "text_column", "label_column", "label_names",
+        "train_split", "val_split", "test_split", "max_train_examples", "max_eval_examples", "cache_dir",
+    )  # fmt: skip
 
     _data: ProcessedText | None = None
 

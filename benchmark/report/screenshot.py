@@ -1,4 +1,4 @@
-"""Render a report's HTML to PNG in headless Chromium, to look at it as a reader would.
+"""Render a report's HTML in headless Chromium, to look at it as a reader would: a PNG, or the DOM.
 
     python -m benchmark.report.screenshot results/default-suite/report.html /tmp/report.png --height 6000
 
@@ -23,23 +23,34 @@ def find_browser() -> str | None:
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
 
-def screenshot(html: Path, png: Path, width: int = 1280, height: int = 4000, timeout: float = 120) -> Path:
-    """Write ``png``, a ``width`` x ``height`` capture of ``html``; RuntimeError if Chromium fails."""
+def _chromium(page: Path, args: list[str], timeout: float) -> subprocess.CompletedProcess:
     browser = find_browser()
     if browser is None:
         raise RuntimeError(f"no headless browser found (looked for {', '.join(BROWSERS)}); apt-get install -y chromium")
-    png = png.resolve()
     with tempfile.TemporaryDirectory(prefix="rnnbench-chromium-") as profile:
         cmd = [
             browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={png}", f"--window-size={width},{height}",
-            html.resolve().as_uri(),
+            "--hide-scrollbars", f"--user-data-dir={profile}", *args, page.resolve().as_uri(),
         ]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def screenshot(html: Path, png: Path, width: int = 1280, height: int = 4000, timeout: float = 120) -> Path:
+    """Write ``png``, a ``width`` x ``height`` capture of ``html``; RuntimeError if Chromium fails."""
+    png = png.resolve()
+    done = _chromium(html, [f"--screenshot={png}", f"--window-size={width},{height}"], timeout)
     if not png.is_file():
         raise RuntimeError(f"chromium wrote no screenshot (exit {done.returncode}): {done.stderr.strip()[-500:]}")
     return png
+
+
+def dump_dom(html: Path, timeout: float = 120, script_ms: int = 5000) -> str:
+    """The page's DOM as Chromium has it after loading ``html`` and running its scripts for ``script_ms``."""
+    done = _chromium(html, ["--dump-dom", f"--virtual-time-budget={script_ms}"], timeout)
+    if done.returncode != 0 or "<html" not in done.stdout:
+        raise RuntimeError(f"chromium dumped no DOM (exit {done.returncode}): {done.stderr.strip()[-500:]}")
+    return done.stdout
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ Every mistake a user can make here (unknown key, wrong type, unreadable file) ra
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import re
@@ -17,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from benchmark.registry import Registry, did_you_mean
+from benchmark.registry import Registry
 
 
 class ConfigError(ValueError):
@@ -233,7 +234,11 @@ def format_validation_error(e: ValidationError, prefix: str = "", model: type[Ba
         return format_validation_error(err["ctx"]["error"], f"{loc}.", err["ctx"]["schema"])
     if err["type"] == "extra_forbidden":
         valid = valid_keys(model, prefix) if model else []
-        return f"unknown key '{loc}'.{did_you_mean(loc, valid)} Valid keys: {', '.join(valid)}"
+        parent, _, leaf = loc.rpartition(".")
+        siblings = {k.rpartition(".")[2]: k for k in valid if k.rpartition(".")[0] == parent}  # same section only
+        close = difflib.get_close_matches(leaf, list(siblings), n=1)
+        hint = f" Did you mean '{siblings[close[0]]}'?" if close else ""
+        return f"unknown key '{loc}'.{hint} Valid keys: {', '.join(valid)}"
     if err["type"] == "missing":
         return f"missing required key '{loc}'"
     return f"invalid value for '{loc}': {err['msg']} (got {err.get('input')!r})"

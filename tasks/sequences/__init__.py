@@ -26,6 +26,10 @@ class Sequences(Task):
     version = "1"
     description = "your numeric sequences (.ts, .npz, long/wide tables): class, value, per-step or next-step targets"
     Options = SequenceOptions
+    data_options = (
+        "path", "test_path", "val_path", "format", "target", "labels", "inputs_array", "lengths_array", "label_column",
+        "id_column", "step_column", "feature_columns", "split_column", "header",
+    )  # fmt: skip
 
     _data = None
 

@@ -94,15 +94,17 @@ def test_speaker_independent_split_has_no_shared_speaker(folder):
     from tasks.speech.sources import from_folder, speaker_regexes
 
     items = from_folder(task.options, speaker_regexes("auto"))
-    from tasks.speech.splits import split
+    from tasks.speech.splits import as_index, speaker_split
 
-    idx, how = split([it.speaker for it in items], 0.2, 0.2, seed=3, by_speaker=True)
-    assert how == "speaker"
+    stages, how, speakerless = speaker_split([it.speaker for it in items], 0.2, 0.2, np.random.default_rng(3))
+    assert how == "speaker" and speakerless == 0
+    idx = as_index(stages)
     speakers = {s: {items[i].speaker for i in v} for s, v in idx.items()}
     assert not speakers["train"] & speakers["test"] and not speakers["train"] & speakers["val"]
     assert not speakers["val"] & speakers["test"]
-    again, _ = split([it.speaker for it in items], 0.2, 0.2, seed=3, by_speaker=True)
-    assert all(np.array_equal(idx[s], again[s]) for s in idx)  # the split seed fixes the split
+    again, _, _ = speaker_split([it.speaker for it in items], 0.2, 0.2, np.random.default_rng(3))
+    assert np.array_equal(stages, again)  # the split seed fixes the split
+    assert task.data.metrics["data/shared_speakers"] == 0
 
 
 def test_names_without_speakers_split_at_random(tmp_path):

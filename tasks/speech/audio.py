@@ -39,8 +39,8 @@ class Decoded:
     seconds: float = 0.0
 
 
-def decode_one(item: Item, sample_rate: int, resample: bool, samples: int) -> tuple[np.ndarray, int, bool]:
-    """One item -> (int16 row of ``samples``, real length, whether it was resampled)."""
+def read_mono(item: Item, sample_rate: int, resample: bool) -> tuple[np.ndarray, bool]:
+    """One item, whole, as float32 mono at ``sample_rate``, and whether it was resampled."""
     source = io.BytesIO(item.data) if item.data is not None else item.path
     audio, rate = sf.read(source, dtype="float32", always_2d=True)
     if audio.size == 0:
@@ -51,9 +51,19 @@ def decode_one(item: Item, sample_rate: int, resample: bool, samples: int) -> tu
         if not resample:
             raise WrongSampleRate(f"{rate} Hz, not {sample_rate} Hz")
         audio = soxr.resample(audio, rate, sample_rate, quality="HQ")
+    return audio, changed
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(audio, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+
+
+def decode_one(item: Item, sample_rate: int, resample: bool, samples: int) -> tuple[np.ndarray, int, bool]:
+    """One item -> (int16 row of ``samples``, real length, whether it was resampled)."""
+    audio, changed = read_mono(item, sample_rate, resample)
     n = min(len(audio), samples)
     row = np.zeros(samples, dtype=np.int16)
-    row[:n] = np.round(np.clip(audio[:n], -1.0, 32767 / 32768) * 32768).astype(np.int16)
+    row[:n] = to_int16(audio[:n])
     return row, n, changed
 
 

@@ -24,6 +24,8 @@ SPEAKER_PATTERNS = {
     "speech_commands": r"^(?P<speaker>[0-9a-f]{8})_nohash_\d+$",  # 0a7c2a8d_nohash_0.wav
     "free_spoken_digit": r"^\d+_(?P<speaker>[^_]+)_\d+$",  # 7_jackson_32.wav
 }
+# File-name conventions that encode the label, for flat folders (task.label_pattern).
+LABEL_PATTERNS = {"free_spoken_digit": r"^(?P<label>\d+)_[^_]+_\d+$"}  # 7_jackson_32.wav is a 7
 
 
 @dataclass
@@ -33,6 +35,8 @@ class Item:
     speaker: str | None = None
     path: Path | None = None
     data: bytes | None = None
+    split: str | None = None  # the data set's own split (a manifest column, the hub's split), as train/val/test
+    key: str | None = None  # path relative to the data root, as split lists name it
 
 
 def speaker_regexes(pattern: str) -> list[re.Pattern]:
@@ -48,6 +52,17 @@ def speaker_regexes(pattern: str) -> list[re.Pattern]:
     return [regex]
 
 
+def label_regex(pattern: str) -> re.Pattern:
+    """A built-in rule's name or a regex with a ``label`` group."""
+    try:
+        regex = re.compile(LABEL_PATTERNS.get(pattern, pattern))
+    except re.error as e:
+        raise ConfigError(f"task.label_pattern '{pattern}' is not a valid regex: {e}") from None
+    if "label" not in regex.groupindex:
+        raise ConfigError(f"task.label_pattern '{pattern}' needs a named group (?P<label>...); built-in rules: {', '.join(LABEL_PATTERNS)}")
+    return regex
+
+
 def speaker_from_name(name: str, regexes: list[re.Pattern]) -> str | None:
     stem = Path(name).stem
     for regex in regexes:
@@ -56,15 +71,48 @@ def speaker_from_name(name: str, regexes: list[re.Pattern]) -> str | None:
     return None
 
 
+def data_root(o) -> Path:
+    """What split lists and the background-noise folder are relative to: the folder, the
+    manifest's folder, or (hub) the working directory."""
+    return {"folder": Path(o.path), "manifest": Path(o.path).parent}.get(o.source, Path("."))
+
+
+def split_of(value, where: str) -> str:
+    """A data set's split name (train, validation, test, dev, ...) as ours (train, val, test)."""
+    from tasks.speech.splits import SPLIT_NAMES
+
+    name = SPLIT_NAMES.get(str(value).strip().lower())
+    if name is None:
+        raise ConfigError(f"{where}: split '{value}' is not one of {', '.join(SPLIT_NAMES)}")
+    return name
+
+
 def from_folder(o, regexes) -> list[Item]:
-    """The audiofolder convention: ``root/<label>/<file>``; the label is the parent folder's name."""
+    """The audiofolder convention: ``root/<label>/<file>``; the label is the parent folder's name,
+    or, with ``task.label_pattern``, part of the file name (then files may lie anywhere below root).
+    The background-noise folder (``task.background_noise``) is not a label."""
     root = Path(o.path)
     if not root.is_dir():
         raise ConfigError(f"task.path '{root}' is not a folder (source=folder wants <path>/<label>/<audio files>)")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.parent != root)
+    noise = root / o.background_noise
+    by_name = label_regex(o.label_pattern) if o.label_pattern else None
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.suffix.lower() in AUDIO_SUFFIXES and (by_name or p.parent != root) and not p.is_relative_to(noise)
+    )
     if not files:
-        raise ConfigError(f"task.path '{root}' holds no audio files ({', '.join(AUDIO_SUFFIXES)}) in label folders")
-    return [Item(str(p), p.parent.name, speaker_from_name(p.name, regexes), path=p) for p in files]
+        where = "" if by_name else " in label folders"
+        raise ConfigError(f"task.path '{root}' holds no audio files ({', '.join(AUDIO_SUFFIXES)}){where}")
+    items = []
+    for p in files:
+        label = p.parent.name
+        if by_name:
+            m = by_name.match(p.stem)
+            if not m:
+                raise ConfigError(f"task.label_pattern '{o.label_pattern}' does not match '{p}'")
+            label = m.group("label")
+        items.append(Item(str(p), label, speaker_from_name(p.name, regexes), path=p, key=p.relative_to(root).as_posix()))
+    return items
 
 
 def _manifest_rows(path: Path) -> list[dict]:
@@ -92,6 +140,12 @@ def _speaker_column(o, columns) -> str | None:
     return next((c for c in ("speaker", "speaker_id") if c in columns), None)
 
 
+def _split_column(o, columns) -> str | None:
+    if o.split_column is not None:
+        return o.split_column
+    return "split" if "split" in columns else None
+
+
 def from_manifest(o, regexes) -> list[Item]:
     """CSV or JSON(L) rows of path,label[,speaker]; relative paths are resolved against the file's folder."""
     path = Path(o.path)
@@ -107,17 +161,22 @@ def from_manifest(o, regexes) -> list[Item]:
         raise ConfigError(f"task.path '{path}' lists no utterances")
     _column(rows, "path_column", o.path_column, f"'{path}'")
     _column(rows, "label_column", o.label_column, f"'{path}'")
-    speaker_col = _speaker_column(o, rows[0])
-    if speaker_col is not None:
-        _column(rows, "speaker_column", speaker_col, f"'{path}'")
+    speaker_col, split_col = _speaker_column(o, rows[0]), _split_column(o, rows[0])
+    for key, col in (("speaker_column", speaker_col), ("split_column", split_col)):
+        if col is not None:
+            _column(rows, key, col, f"'{path}'")
     items = []
     for n, row in enumerate(rows, start=1):
-        for col in (o.path_column, o.label_column):
+        for col in (o.path_column, o.label_column, *([split_col] if split_col else [])):
             if row.get(col) in (None, ""):
                 raise ConfigError(f"row {n} of '{path}' has no '{col}'")
         audio = path.parent / str(row[o.path_column])
         speaker = str(row[speaker_col]) if speaker_col and row.get(speaker_col) not in (None, "") else None
-        items.append(Item(str(audio), str(row[o.label_column]), speaker or speaker_from_name(audio.name, regexes), path=audio))
+        split = split_of(row[split_col], f"row {n} of '{path}'") if split_col else None
+        items.append(
+            Item(str(audio), str(row[o.label_column]), speaker or speaker_from_name(audio.name, regexes), path=audio,
+                 split=split, key=Path(str(row[o.path_column])).as_posix())
+        )
     return items
 
 
@@ -145,6 +204,7 @@ def from_hub(o, regexes) -> list[Item]:
         raise ConfigError(f"task.hub_splits: '{unknown[0]}' is not a split of '{o.path}'. Splits: {', '.join(loaded)}")
     items = []
     for split in splits:
+        ours = split_of(split, f"task.path '{o.path}'") if o.split == "predefined" else None
         ds = loaded[split]
         for key, col in (("audio_column", o.audio_column), ("label_column", o.label_column)):
             if col not in ds.column_names:
@@ -162,9 +222,8 @@ def from_hub(o, regexes) -> list[Item]:
         for i, (audio, label, speaker) in enumerate(zip(ds[o.audio_column], ds[o.label_column], speakers)):
             name = audio.get("path") or f"{o.path}[{split}][{i}]"
             path = Path(audio["path"]) if audio.get("bytes") is None and audio.get("path") else None
-            items.append(
-                Item(name, to_name(label), str(speaker) if speaker not in (None, "") else speaker_from_name(name, regexes), path, audio.get("bytes"))
-            )
+            speaker = str(speaker) if speaker not in (None, "") else speaker_from_name(name, regexes)
+            items.append(Item(name, to_name(label), speaker, path, audio.get("bytes"), split=ours, key=audio.get("path")))
     return items
 
 

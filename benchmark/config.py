@@ -68,6 +68,9 @@ class ModelConfig(Section):
     num_layers: int | None = Field(None, gt=0)
     bidirectional: bool | None = None
     param_budget: int | None = Field(None, gt=0, description="solve hidden_size for this many parameters")
+    budget_scope: Literal["total", "recurrent"] = Field(
+        "total", description="what param_budget counts: the whole network, or the recurrent layers and head (the embedding is fixed by embedding_dim)"
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="between stacked layers and before the head")
     forget_bias: float = Field(1.0, description="effective LSTM forget-gate bias at init (b_ih + b_hh)")
     embedding_dim: int = Field(32, gt=0, description="token tasks only")

@@ -115,3 +115,18 @@ def test_param_budget_below_the_smallest_model_is_an_error():
     spec = make_spec(OutputKind.SEQUENCE_CLASSIFICATION, InputKind.TOKENS)  # embedding alone: 5 x 32
     with pytest.raises(ConfigError, match=r"model.param_budget=100 is below the smallest 'gru'"):
         resolve_architecture(spec, ModelConfig(name="gru", param_budget=100))
+
+
+def test_recurrent_budget_scope_leaves_the_embedding_out():
+    spec = TaskSpec(
+        name="tok", version="1", input_kind=InputKind.TOKENS, input_size=5000, output_kind=OutputKind.SEQUENCE_CLASSIFICATION,
+        num_outputs=2, loss=cross_entropy_loss, metrics=(Metric("accuracy", lambda o, b: o, True),), main_metric="accuracy",
+    )
+    with pytest.raises(ConfigError, match="below the smallest 'gru'.*embedding and head included.*budget_scope=recurrent"):
+        resolve_architecture(spec, ModelConfig(name="gru", param_budget=100_000, embedding_dim=32))
+    arch = resolve_architecture(spec, ModelConfig(name="gru", param_budget=100_000, embedding_dim=32, budget_scope="recurrent"))
+    H = arch.hidden_size
+    recurrent = 3 * (H * 32 + H * H + 2 * H) + (H * 2 + 2)  # torch.nn.GRU's weights and biases, then the head
+    assert parameter_count(spec, arch, "recurrent") == recurrent
+    assert parameter_count(spec, arch) == recurrent + 5000 * 32
+    assert abs(recurrent - 100_000) <= 3 * (32 + 2 * H + 4) + 2  # the closest hidden size: within one step of H

@@ -292,3 +292,100 @@ def test_bad_data_fails_before_any_mlflow_run_is_created(tmp_path, mlflow_uri):
     client = mlflow.MlflowClient(mlflow_uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
     assert client.search_runs(experiments) == []
+
+
+# --------------------------------------------------------------------------- header-less files
+
+
+def write_headerless(path, records: list[tuple]) -> str:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        csv.writer(f, delimiter="\t" if str(path).endswith(".tsv") else ",").writerows(records)
+    return str(path)
+
+
+def ag_news_like(n: int, seed: int) -> list[tuple]:
+    """(class 1..3, title, description) rows, as AG News' CSVs hold them: no header, classes from 1."""
+    return [(r["label"] + 1, " ".join(r["text"].split()[:2]), r["text"]) for r in rows(n, seed, classes=(0, 1, 2))]
+
+
+def test_headerless_tsv_loads_with_column_names(tmp_path):
+    files = {s: write_headerless(tmp_path / f"{s}.tsv", [(r["text"], r["label"]) for r in rows(n, i)]) for i, (s, n) in enumerate([("train", 80), ("test", 20)])}
+    task = create_task("text", data_files=files, column_names=["text", "label"], cache_dir=str(tmp_path / "c"))
+    assert {k: len(s) for k, s in task.data.splits.items()} == {"train": 72, "val": 8, "test": 20}  # every row is data
+    without = create_task("text", data_files=files, cache_dir=str(tmp_path / "c"))
+    with pytest.raises(ConfigError) as err:
+        without.spec()
+    message = str(err.value)
+    first = rows(80, 0)[0]
+    assert f"its first row ('{first['text'][:40]}', '{first['label']}') looks like data" in message
+    assert "task.column_names" in message and "\n" not in message
+
+
+def test_several_text_columns_are_joined_and_labels_may_count_from_1(tmp_path):
+    train, test = ag_news_like(90, 0), ag_news_like(30, 1)
+    files = {"train": write_headerless(tmp_path / "train.csv", train), "test": write_headerless(tmp_path / "test.csv", test)}
+    options = dict(data_files=files, column_names=["label", "title", "description"], text_column=["title", "description"], cache_dir=str(tmp_path / "c"))
+    task = create_task("text", label_base=1, label_names=["greek", "number", "colour"], max_eval_examples=30, **options)
+    splits = source.load_splits(task.options)
+    assert splits.texts["test"] == [f"{title} {text}" for _, title, text in test]
+    assert splits.labels["test"].tolist() == [y - 1 for y, _, _ in test]
+    assert task.spec().num_outputs == 3
+    with pytest.raises(ConfigError, match=r"class 0 never occurs in column 'label' of split 'train' \(its labels run 1..3\) \(classes counted from 1\? set task.label_base=1\)"):
+        create_task("text", **options).spec()
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ({"column_names": ["label", "body"]}, "task.text_column 'text' is not in task.column_names (label, body)"),
+        ({"column_names": ["text", "label"], "text_column": ["text", "title"]}, "task.text_column 'title' is not in task.column_names (text, label)"),
+        ({"column_names": ["text", "text"]}, "task.column_names has a name twice"),
+    ],
+)
+def test_column_names_mistakes_stop_with_one_line_before_any_run(tmp_path, capsys, options, expected):
+    from benchmark.cli import main
+
+    files = {s: write_headerless(tmp_path / f"{s}.csv", [(r["text"], r["label"]) for r in rows(20, 0)]) for s in ("train", "test")}
+    db = tmp_path / "m.db"
+    args = [f"task.{k}={json.dumps(v)}" for k, v in options.items()]
+    code = main(["run", "task=text", f"task.data_files={json.dumps(files)}", *args, f"tracking.tracking_uri=sqlite:///{db}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("rnnbench: error: ") and expected in err[0]
+    assert not db.exists()
+
+
+# --------------------------------------------------------------------------- the shipped presets' sizes
+
+
+def text_presets():
+    from tests.conftest import REPO_ROOT
+
+    return sorted(p for p in (REPO_ROOT / "configs/tasks").glob("*.yaml") if "name: text" in p.read_text())
+
+
+@pytest.mark.parametrize("preset", text_presets(), ids=lambda p: p.stem)
+def test_text_presets_size_every_model_on_a_full_vocabulary(preset):
+    """Each preset's budget, on a vocabulary of its configured size, fits every registered model,
+    and GRU and LSTM end up with the same number of parameters in the scope it counts."""
+    from benchmark.config import load_run_config
+    from benchmark.models import parameter_count, resolve_architecture
+
+    cfg = load_run_config(preset)
+    options = cfg.task.options
+    classes = len(options.get("label_names") or []) or 4
+    spec = TaskSpec(
+        name="text", version="1", input_kind=InputKind.TOKENS, input_size=options.get("vocab_size", 10_000),
+        output_kind=OutputKind.SEQUENCE_CLASSIFICATION, num_outputs=classes, loss=metrics.cross_entropy_loss,
+        metrics=(Metric("accuracy", metrics.accuracy, True),), main_metric="accuracy", padding_idx=0,
+    )
+    budget, scope = cfg.model.param_budget, cfg.model.budget_scope
+    assert scope == "recurrent"  # a text budget that counts the embedding is mostly embedding
+    counted = {}
+    for name in MODELS.names():
+        arch = resolve_architecture(spec, cfg.model.model_copy(update={"name": name}))
+        counted[name] = parameter_count(spec, arch, scope)
+        assert abs(counted[name] - budget) / budget < 0.02, name
+        assert parameter_count(spec, arch) == counted[name] + spec.input_size * cfg.model.embedding_dim
+    assert abs(counted["gru"] - counted["lstm"]) / budget < 0.02

@@ -12,7 +12,7 @@ import torch
 from benchmark.config import ConfigError, ModelConfig
 from benchmark.models.network import Architecture, RecurrentNetwork, count_parameters
 from benchmark.registry import Registry
-from benchmark.task import TaskSpec
+from benchmark.task import InputKind, TaskSpec
 
 DEFAULT_HIDDEN_SIZE = 128
 
@@ -55,33 +55,44 @@ def _architecture(cfg: ModelConfig, hidden_size: int) -> Architecture:
     )
 
 
-def parameter_count(spec: TaskSpec, arch: Architecture) -> int:
-    """Exact parameter count of the whole network (embedding and head included), built on 'meta'."""
+SCOPES = {"total": "embedding and head included", "recurrent": "recurrent layers and head; embedding not counted"}
+
+
+def parameter_count(spec: TaskSpec, arch: Architecture, scope: str = "total") -> int:
+    """Exact parameter count, built on 'meta': of the whole network (``total``), or without the
+    token embedding, which ``embedding_dim`` fixes for every variant (``recurrent``)."""
     with torch.device("meta"):
-        return count_parameters(RecurrentNetwork(spec, arch))
+        network = RecurrentNetwork(spec, arch)
+    embedding = count_parameters(network.embedding) if scope == "recurrent" and network.embedding is not None else 0
+    return count_parameters(network) - embedding
 
 
 def solve_hidden_size(spec: TaskSpec, cfg: ModelConfig, budget: int) -> int:
-    """Largest hidden size whose network stays closest to ``budget`` parameters (count grows with H)."""
-    smallest = parameter_count(spec, _architecture(cfg, 1))
+    """Largest hidden size whose network stays closest to ``budget`` parameters (count grows with H),
+    counted over ``cfg.budget_scope``."""
+    def count(h: int) -> int:
+        return parameter_count(spec, _architecture(cfg, h), cfg.budget_scope)
+
+    smallest = count(1)
     if smallest > budget:
+        hint = "; model.budget_scope=recurrent leaves the embedding out" if cfg.budget_scope == "total" and spec.input_kind is InputKind.TOKENS else ""
         raise ConfigError(
             f"model.param_budget={budget} is below the smallest '{cfg.name}' on this task "
-            f"({smallest} parameters at hidden_size=1, embedding and head included)"
+            f"({smallest} parameters at hidden_size=1, {SCOPES[cfg.budget_scope]}){hint}"
         )
     lo, hi = 1, 1
-    while parameter_count(spec, _architecture(cfg, hi)) < budget:
+    while count(hi) < budget:
         hi *= 2
         if hi > 1 << 16:
             raise ConfigError(f"model.param_budget={budget} is too large to reach")
     while lo < hi:  # smallest H with count >= budget
         mid = (lo + hi) // 2
-        if parameter_count(spec, _architecture(cfg, mid)) >= budget:
+        if count(mid) >= budget:
             hi = mid
         else:
             lo = mid + 1
     candidates = [h for h in (lo - 1, lo) if h >= 1]
-    return min(candidates, key=lambda h: abs(parameter_count(spec, _architecture(cfg, h)) - budget))
+    return min(candidates, key=lambda h: abs(count(h) - budget))
 
 
 def resolve_architecture(spec: TaskSpec, cfg: ModelConfig) -> Architecture:

@@ -18,11 +18,15 @@ class TextOptions(TaskOptions):
         None, description="local CSV/TSV/JSON(L)/parquet files: one path (the train split), a list, or {split: path}"
     )
     # what the columns and splits are called
-    text_column: str = "text"
+    column_names: list[str] | None = Field(
+        None, min_length=1, description="CSV/TSV without a header row: the columns' names, in order (e.g. [label, title, description])"
+    )
+    text_column: str | list[str] = Field("text", description="the text column, or several joined with a space (e.g. [title, description])")
     label_column: str = "label"
     label_names: list[str] | None = Field(
         None, min_length=2, description="class names; string labels are mapped to their index in this list"
     )
+    label_base: int = Field(0, description="the integer label of the first class: 1 for CSVs that count classes from 1 (AG News)")
     train_split: str = "train"
     val_split: str | None = Field(None, description="default: 'validation' if present (and not the test split), else carved from train")
     test_split: str = "test"

@@ -47,12 +47,30 @@ def source_name(o: TextOptions) -> str:
     return Path(first).parent.name or Path(first).stem
 
 
+def text_columns(o: TextOptions) -> list[str]:
+    return [o.text_column] if isinstance(o.text_column, str) else list(o.text_column)
+
+
 def check_source(o: TextOptions) -> None:
     if bool(o.dataset) == bool(o.data_files):
         raise ConfigError(
             "task 'text' needs exactly one data source: task.dataset=<hub name> (e.g. stanfordnlp/imdb, needs "
             "network) or task.data_files=<local CSV/TSV/JSON/parquet path or {split: path}>; presets: configs/tasks/"
         )
+    if not text_columns(o):
+        raise ConfigError("task.text_column names no column")
+    if o.column_names is None:
+        return
+    if o.dataset:
+        raise ConfigError("task.column_names names the columns of header-less local CSV/TSV files (task.data_files), not of a hub data set")
+    suffixes = {Path(p).suffix.lower() for paths in _local_files(o.data_files, check=False).values() for p in paths}
+    if suffixes - {".csv", ".tsv"}:
+        raise ConfigError(f"task.column_names is for CSV/TSV files without a header (got {', '.join(sorted(suffixes))})")
+    if len(set(o.column_names)) != len(o.column_names):
+        raise ConfigError(f"task.column_names has a name twice: {', '.join(o.column_names)}")
+    for key, column in [("text_column", c) for c in text_columns(o)] + [("label_column", o.label_column)]:
+        if column not in o.column_names:
+            raise ConfigError(f"task.{key} '{column}' is not in task.column_names ({', '.join(o.column_names)})")
 
 
 def _local_files(data_files, check: bool = True) -> dict[str, list[str]]:
@@ -112,6 +130,8 @@ def _load(o: TextOptions):
             f"task.data_files: files must share one format of {', '.join(FORMATS)} (got {', '.join(sorted(suffixes))})"
         )
     builder, kwargs = FORMATS[suffixes.pop()]
+    if o.column_names is not None:  # no header row: every row is data
+        kwargs = {**kwargs, "column_names": list(o.column_names)}
     data = {}
     for split, paths in files.items():  # one split at a time: each may have its own columns and types
         try:
@@ -127,12 +147,42 @@ def _load(o: TextOptions):
     return data
 
 
-def _column(ds, split: str, column: str, option: str) -> list:
+def _csv_files(o: TextOptions) -> bool:
+    files = _local_files(o.data_files, check=False)
+    return bool(files) and all(Path(p).suffix.lower() in (".csv", ".tsv") for paths in files.values() for p in paths)
+
+
+def _looks_like_data(names: list[str]) -> bool:
+    """A header row names columns; a number or a phrase in it says it is a row of data."""
+    def data_like(name: str) -> bool:
+        try:
+            float(name)
+            return True
+        except ValueError:
+            return len(name.split()) > 2
+    return any(data_like(str(n)) for n in names)
+
+
+def _column(ds, split: str, column: str, option: str, headerless_hint: bool = False) -> list:
     if column not in ds.column_names:
+        if headerless_hint and _looks_like_data(ds.column_names):
+            shown = ", ".join(repr(n[:40]) for n in map(str, ds.column_names))
+            raise ConfigError(
+                f"split '{split}' has no column '{column}': its first row ({shown}) looks like data, not a header; "
+                f"name the columns with task.column_names, e.g. task.column_names=[label, text]"
+            )
         raise ConfigError(
             f"split '{split}' has no column '{column}' (set task.{option}); its columns: {', '.join(ds.column_names)}"
         )
     return list(ds[column])
+
+
+def _joined_texts(ds, split: str, o: TextOptions, headerless_hint: bool) -> list:
+    """The text column, or several joined with a space (a missing part counts as empty)."""
+    columns = [_column(ds, split, c, "text_column", headerless_hint) for c in text_columns(o)]
+    if len(columns) == 1:
+        return columns[0]
+    return [" ".join(str(p).strip() for p in parts if p not in (None, "")) for parts in zip(*columns)]
 
 
 def _texts(values: list, split: str, column: str) -> list[str]:
@@ -142,7 +192,7 @@ def _texts(values: list, split: str, column: str) -> list[str]:
     return values
 
 
-def _labels(values: list, split: str, column: str, names: list[str] | None) -> np.ndarray:
+def _labels(values: list, split: str, column: str, names: list[str] | None, base: int = 0) -> np.ndarray:
     """Integer labels as they are; string labels through ``names``; anything else is an error."""
     out = np.empty(len(values), dtype=np.int64)
     index = {n: i for i, n in enumerate(names or [])}
@@ -160,7 +210,7 @@ def _labels(values: list, split: str, column: str, names: list[str] | None) -> n
                 )
             out[row] = index[v]
         elif isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer()):
-            out[row] = int(v)
+            out[row] = int(v) - base
         else:
             raise ConfigError(f"column '{column}' of split '{split}' holds a non-integer label at row {row}: {v!r}")
     return out
@@ -191,8 +241,9 @@ def load_splits(o: TextOptions) -> TextSplits:
         ds = data[split]
         if len(ds) == 0:
             raise ConfigError(f"split '{split}' is empty")
-        texts[key] = _texts(_column(ds, split, o.text_column, "text_column"), split, o.text_column)
-        labels[key] = _labels(_column(ds, split, o.label_column, "label_column"), split, o.label_column, names)
+        headerless_hint = o.column_names is None and _csv_files(o)
+        texts[key] = _texts(_joined_texts(ds, split, o, headerless_hint), split, "+".join(text_columns(o)))
+        labels[key] = _labels(_column(ds, split, o.label_column, "label_column", headerless_hint), split, o.label_column, names, o.label_base)
 
     rng = np.random.default_rng(o.split_seed)
     if "val" not in texts:
@@ -211,15 +262,23 @@ def load_splits(o: TextOptions) -> TextSplits:
 
     seen = Counter(labels["train"].tolist())
     num_classes = len(names) if names else max(seen) + 1
+    absent = sorted(set(range(num_classes)) - set(seen)) if not names else []
+    if absent:  # an output class no example teaches: most often labels counted from 1
+        hint = " (classes counted from 1? set task.label_base=1)" if absent == [0] and o.label_base == 0 else ""
+        raise ConfigError(
+            f"class {absent[0] + o.label_base} never occurs in column '{o.label_column}' of split '{o.train_split}' "
+            f"(its labels run {min(seen) + o.label_base}..{max(seen) + o.label_base}){hint}; or list the classes in task.label_names"
+        )
     split_of = {"train": o.train_split, "val": val_name or f"{o.train_split} (carved validation)", "test": o.test_split}
     for key in SPLITS:
         y = labels[key]
         bad = np.flatnonzero((y < 0) | (y >= num_classes) | ~np.isin(y, list(seen)))
         if bad.size:
             row, v = int(bad[0]), int(y[bad[0]])
-            where = f"label {v} in column '{o.label_column}' of split '{split_of[key]}' (row {row})"
+            where = f"label {v + o.label_base} in column '{o.label_column}' of split '{split_of[key]}' (row {row})"
             if not 0 <= v < num_classes:
-                raise ConfigError(f"{where} is outside the classes 0..{num_classes - 1}")
+                hint = "" if o.label_base or v != num_classes else " (classes counted from 1? set task.label_base=1)"
+                raise ConfigError(f"{where} is outside the classes {o.label_base}..{num_classes - 1 + o.label_base}{hint}")
             raise ConfigError(f"{where} never occurs in the training split")
     if len(seen) < 2:
         raise ConfigError(f"split '{o.train_split}' has a single class ({next(iter(seen))}); classification needs two")

@@ -129,9 +129,11 @@ class RunConfig(Section):
 
 
 class SuiteTask(TaskConfig):
-    """A suite entry: a task with its options and optional ``train`` overrides for it."""
+    """A suite entry: a task with its options and optional ``train`` and ``model`` overrides for it
+    (e.g. a per-task ``param_budget``, as papers size each task's models differently)."""
 
     train: dict[str, Any] = {}
+    model: dict[str, Any] = {}
 
 
 class SuiteConfig(Section):
@@ -153,11 +155,12 @@ class SuiteConfig(Section):
         for seed in self.seeds:
             for task in self.tasks:
                 train = validate(TrainConfig, {**self.train.model_dump(), **task.train}, f"tasks[{task.name}].train.")
+                shared = validate(ModelConfig, {**self.model.model_dump(), **task.model}, f"tasks[{task.name}].model.")
                 for model in self.models:
                     out.append(
                         RunConfig(
                             task=TaskConfig(name=task.name, **task.options),
-                            model=self.model.model_copy(update={"name": model}),
+                            model=shared.model_copy(update={"name": model}),
                             train=train,
                             tracking=self.tracking,
                             seed=seed,

@@ -96,3 +96,11 @@ def test_suite_with_unknown_model_fails_before_any_run(tmp_path, capsys):
     assert main(["suite", str(suite)]) == 2
     assert "unknown model 'lsmt'. Did you mean 'lstm'?" in capsys.readouterr().err
     assert not (tmp_path / "m.db").exists()
+
+
+def test_a_suite_task_may_override_model_keys():
+    suite = load_suite_config(REPO_ROOT / "configs/suites/bai2018.yaml")
+    budgets = {(r.task.name, r.model.name): r.model.param_budget for r in suite.runs()}
+    assert budgets[("copy_memory", "gru")] == 16000 and budgets[("adding", "gru")] == 70000  # the paper's sizes
+    with pytest.raises(ConfigError, match=r"unknown key 'tasks\[adding\].model.param_budjet'. Did you mean 'tasks\[adding\].model.param_budget'"):
+        load_suite_config(REPO_ROOT / "configs/suites/default.yaml", ["tasks=[{name: adding, model: {param_budjet: 5}}]"]).runs()

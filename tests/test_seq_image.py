@@ -99,9 +99,14 @@ def test_local_parquet_of_png_images(tmp_path):
     ],
 )
 def test_bad_input_stops_with_one_line_before_any_run(tmp_path, capsys, options, expected, monkeypatch):
+    import datasets
+    import huggingface_hub.constants
+
     from benchmark.cli import main
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network here anyway: fail at once instead of timing out
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     images = np.zeros((6, 2, 2), dtype=np.uint8)
     files = {"train": write_png_parquet(tmp_path / "train.parquet", images, [0, 1] * 3)}
     base = {"dataset": "parquet", "data_files": files, "cache_dir": str(tmp_path / "hf")}

@@ -233,6 +233,10 @@ class SeqImage(Task):
     Options = SeqImageOptions
     label_options = ("dataset", "order", "permute")
 
+    data_options = (
+        "dataset", "dataset_config", "revision", "data_files", "data_dir", "cache_dir", "image_column", "label_column",
+        "train_split", "test_split", "val_split", "channels", "max_train_examples", "max_eval_examples",
+    )  # fmt: skip
     _data: ImageSplits | None = None
 
     @classmethod

@@ -115,6 +115,8 @@ class Speech(Task):
     data_options = (
         "source", "path", "data_files", "hub_config", "hub_revision", "hub_splits", "cache_dir", "audio_column",
         "path_column", "label_column", "speaker_column", "speaker_pattern", "labels", "unknown_labels", "max_per_label",
+        "label_pattern", "unknown_share", "silence_share", "background_noise", "missing_labels", "split", "split_lists",
+        "split_pattern", "split_column",
     )  # fmt: skip
 
     _data: SpeechData | None = None

@@ -26,6 +26,7 @@ class TextClassification(Task):
     data_options = (
         "dataset", "dataset_config", "revision", "data_files", "text_column", "label_column", "label_names",
         "train_split", "val_split", "test_split", "max_train_examples", "max_eval_examples", "cache_dir",
+        "column_names", "label_base",
     )  # fmt: skip
 
     _data: ProcessedText | None = None

@@ -8,7 +8,8 @@ import torch
 from benchmark.config import ConfigError, ModelConfig
 from benchmark.models import MODELS, RecurrentNetwork, count_parameters, parameter_count, resolve_architecture
 from benchmark.models.network import set_forget_bias
-from benchmark.task import Batch, InputKind, OutputKind
+from benchmark.metrics import cross_entropy_loss
+from benchmark.task import Batch, InputKind, Metric, OutputKind, TaskSpec
 from tests.conftest import make_inputs, make_spec
 
 

@@ -25,7 +25,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from benchmark.config import ModelConfig
-    from benchmark.models import MODELS, parameter_count, resolve_architecture
+    from benchmark.models import CELLS, MODELS, parameter_count, resolve_architecture
     from benchmark.task import TASKS, create_task
 
     console = Console()
@@ -37,11 +37,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     spec = create_task(args.task).spec()
     sizing = f"param_budget={args.param_budget:,}" if args.param_budget else f"hidden_size={args.hidden_size}"
     models = Table("model", "cell", "layers", "bidirectional", "hidden", "params", title=f"models (on task '{args.task}', {sizing})")
+    used = []
     for name in MODELS.names(args.models):
+        used.append(MODELS.get(name).cell)
         cfg = ModelConfig(name=name, **({"param_budget": args.param_budget} if args.param_budget else {"hidden_size": args.hidden_size}))
         arch = resolve_architecture(spec, cfg)
         models.add_row(name, arch.cell, str(arch.num_layers), str(arch.bidirectional), str(arch.hidden_size), f"{parameter_count(spec, arch):,}")
     console.print(models)
+    cells = Table("cell", "family", "model.impl (default first)", "equations (benchmark/models/cells.py)", title="cells")
+    for name, cell in CELLS.items():
+        if name in used:
+            cells.add_row(name, cell.family, " ".join(cell.impls), cell.summary)
+    console.print(cells)
     return 0
 
 
@@ -49,13 +56,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from benchmark.config import load_run_config
-    from benchmark.models import MODELS
+    from benchmark.models import implementation
     from benchmark.task import create_task
 
     items = list(args.overrides)
     config = items.pop(0) if items and "=" not in items[0] else None
     cfg = load_run_config(config, items)
-    create_task(cfg.task.name, **cfg.task.options), MODELS.get(cfg.model.name)  # fail fast on bad names/options
+    create_task(cfg.task.name, **cfg.task.options), implementation(cfg.model)  # fail fast on bad names/options
     from benchmark.runner import execute_run, print_result, progress_bar
 
     console = Console()
@@ -71,7 +78,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from benchmark.config import load_suite_config
-    from benchmark.models import MODELS
+    from benchmark.models import implementation
     from benchmark.task import create_task
 
     runs = None
@@ -86,7 +93,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     for t in suite.tasks:  # validate every name and option before the first run starts
         create_task(t.name, **t.options)
     for m in suite.models:
-        MODELS.get(m)
+        implementation(suite.model.model_copy(update={"name": m}))
     from benchmark.suite import run_suite
 
     console = Console()
@@ -103,11 +110,14 @@ def cmd_suite(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from benchmark.models import implementation
     from benchmark.sweep import load_sweep_config, outcome_table, run_sweep
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1 (got {args.workers})")
     sweep = load_sweep_config(args.config, args.overrides)
+    for m in sweep.models:  # a model's implementation is checked before any study starts
+        implementation(sweep.model.model_copy(update={"name": m}))
     if args.storage:
         sweep = sweep.model_copy(update={"storage": args.storage})
     console = Console()

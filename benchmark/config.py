@@ -75,6 +75,9 @@ class ModelConfig(Section):
     forget_bias: float = Field(1.0, description="effective LSTM forget-gate bias at init (b_ih + b_hh)")
     embedding_dim: int = Field(32, gt=0, description="token tasks only")
     pooling: Literal["last", "mean", "max"] = "last"
+    impl: Literal["auto", "torch", "loop", "compiled", "scan"] = Field(
+        "auto", description="auto: torch.nn for rnn/gru/lstm, the scan for minGRU/minLSTM, the step loop otherwise"
+    )
 
 
 class TrainConfig(Section):

@@ -7,6 +7,7 @@ import torch
 
 from benchmark.config import ConfigError, ModelConfig
 from benchmark.models import MODELS, RecurrentNetwork, count_parameters, parameter_count, resolve_architecture
+from benchmark.models.cells import CELLS
 from benchmark.models.network import set_forget_bias
 from benchmark.metrics import cross_entropy_loss
 from benchmark.task import Batch, InputKind, Metric, OutputKind, TaskSpec
@@ -66,17 +67,21 @@ def test_hidden_size_and_budget_together_is_an_error():
         resolve_architecture(spec, ModelConfig(name="gru", hidden_size=8, param_budget=1000))
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS.names() if MODELS.get(n).cell == "lstm"])
+@pytest.mark.parametrize("name", [n for n in MODELS.names() if CELLS.get(MODELS.get(n).cell).forget_bias_block])
 def test_lstm_effective_forget_bias(name):
     spec = make_spec(OutputKind.SEQUENCE_REGRESSION)
     net = RecurrentNetwork(spec, resolve_architecture(spec, ModelConfig(name=name, hidden_size=6, forget_bias=2.5)))
-    rnn = net.encoder.rnn
-    h = rnn.hidden_size
-    for layer_suffix in [n[len("bias_ih") :] for n, _ in rnn.named_parameters() if n.startswith("bias_ih")]:
-        b_ih, b_hh = getattr(rnn, "bias_ih" + layer_suffix), getattr(rnn, "bias_hh" + layer_suffix)
+    block, sign = CELLS.get(MODELS.get(name).cell).forget_bias_block
+    rows = slice(6 * block, 6 * (block + 1))
+    params = dict(net.encoder.rnn.named_parameters())
+    layers = [n.rsplit("bias_ih", 1)[1] for n in params if "bias_ih" in n]
+    assert len(layers) == net.arch.num_layers * net.arch.directions
+    for suffix in layers:
+        b_ih = next(v for k, v in params.items() if k.endswith("bias_ih" + suffix))
+        b_hh = next((v for k, v in params.items() if k.endswith("bias_hh" + suffix)), torch.zeros_like(b_ih))
         effective = b_ih + b_hh
-        assert torch.allclose(effective[h : 2 * h], torch.full((h,), 2.5))
-        assert not torch.allclose(effective[:h], torch.full((h,), 2.5))  # other gates untouched
+        assert torch.allclose(effective[rows], torch.full((6,), sign * 2.5))
+        assert not torch.allclose(effective[:6] if block else effective[6:12], torch.full((6,), sign * 2.5))  # other gates untouched
 
 
 def test_set_forget_bias_changes_only_forget_gate():

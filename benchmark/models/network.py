@@ -1,7 +1,9 @@
-"""The compared architecture: input layer -> torch.nn RNN/GRU/LSTM -> task head.
+"""The compared architecture: input layer -> recurrent stack -> task head.
 
-Built on ``torch.nn.RNN/GRU/LSTM`` so the fused cuDNN kernels run on GPU. Variable-length
-batches are packed, so padding never enters a recurrent state in either direction.
+``rnn``, ``gru`` and ``lstm`` run on ``torch.nn.RNN/GRU/LSTM`` (fused cuDNN kernels on GPU) with
+packed variable-length batches; every other cell of ``benchmark.models.cells`` runs on
+``ReferenceRecurrent`` (step loop, compiled loop or scan), which respects lengths the same way.
+Either way padding never enters a recurrent state in either direction.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from benchmark.models.cells import CELLS
+from benchmark.models.reference import ReferenceRecurrent
 from benchmark.task import InputKind, TaskSpec
-
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-GATES_PER_CELL = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Architecture:
     forget_bias: float = 1.0
     embedding_dim: int = 32
     pooling: str = "last"
+    impl: str = "auto"  # torch, loop, compiled or scan (one the cell has); auto: the cell's default
 
     @property
     def directions(self) -> int:
@@ -37,15 +39,24 @@ class Architecture:
         return asdict(self)
 
 
-def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
-    """Make the *effective* forget-gate bias (b_ih + b_hh, gate order i, f, g, o) equal ``value``."""
-    h = lstm.hidden_size
+def set_forget_bias(module: nn.Module, value: float, cell: str = "lstm") -> None:
+    """Make the *effective* forget-gate bias (b_ih + b_hh) of every layer equal ``value``.
+
+    The cell names the input block that holds it (``lstm``: the second of i, f, g, o) and its sign
+    (CIFG's f = 1 - σ(a_i) = σ(-a_i), so its input-gate bias is set to -value). No-op for a cell
+    without a forget gate.
+    """
+    if CELLS.get(cell).forget_bias_block is None:
+        return
+    block, sign = CELLS.get(cell).forget_bias_block
+    rows = slice(block * module.hidden_size, (block + 1) * module.hidden_size)
     with torch.no_grad():
-        for name, param in lstm.named_parameters():
-            if name.startswith("bias_ih"):
-                param[h : 2 * h].fill_(value)
-            elif name.startswith("bias_hh"):
-                param[h : 2 * h].zero_()
+        for name, param in module.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf.startswith("bias_ih"):
+                param[rows].fill_(sign * value)
+            elif leaf.startswith("bias_hh"):
+                param[rows].zero_()
 
 
 class RecurrentEncoder(nn.Module):
@@ -54,16 +65,19 @@ class RecurrentEncoder(nn.Module):
     def __init__(self, arch: Architecture, input_size: int):
         super().__init__()
         self.arch = arch
-        self.rnn = CELLS[arch.cell](
-            input_size,
-            arch.hidden_size,
-            num_layers=arch.num_layers,
-            bidirectional=arch.bidirectional,
-            dropout=arch.dropout if arch.num_layers > 1 else 0.0,
-            batch_first=True,
-        )
-        if arch.cell == "lstm":
-            set_forget_bias(self.rnn, arch.forget_bias)
+        dropout = arch.dropout if arch.num_layers > 1 else 0.0
+        cell = CELLS.get(arch.cell)
+        impl = cell.default_impl if arch.impl == "auto" else arch.impl
+        if impl == "torch":
+            self.rnn = cell.torch_module(
+                input_size, arch.hidden_size, num_layers=arch.num_layers, bidirectional=arch.bidirectional,
+                dropout=dropout, batch_first=True,
+            )
+        else:
+            self.rnn = ReferenceRecurrent(
+                arch.cell, input_size, arch.hidden_size, arch.num_layers, arch.bidirectional, dropout, impl
+            )
+        set_forget_bias(self.rnn, arch.forget_bias, arch.cell)
 
     @property
     def output_size(self) -> int:
@@ -75,7 +89,9 @@ class RecurrentEncoder(nn.Module):
         ``last`` is the top layer's forward state at each sequence's own last step, concatenated,
         for bidirectional models, with the backward state at step 0 (after reading the whole sequence).
         """
-        if lengths is None:
+        if isinstance(self.rnn, ReferenceRecurrent):
+            outputs, state = self.rnn(x, lengths)
+        elif lengths is None:
             outputs, state = self.rnn(x)
         else:
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)

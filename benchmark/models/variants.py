@@ -1,6 +1,8 @@
 """Registered model variants (one line each) and the builder that sizes them.
 
-Other distributions add variants through the ``rnnbench.models`` entry-point group.
+A variant names a cell of ``benchmark.models.cells`` (its equations and implementations) and a
+structure. Other distributions add variants (and cells) through the ``rnnbench.models``
+entry-point group.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from benchmark.config import ConfigError, ModelConfig
+from benchmark.models.cells import CELLS
 from benchmark.models.network import Architecture, RecurrentNetwork, count_parameters
 from benchmark.registry import Registry
 from benchmark.task import InputKind, TaskSpec
@@ -19,7 +22,7 @@ DEFAULT_HIDDEN_SIZE = 128
 
 @dataclass(frozen=True)
 class Variant:
-    cell: str
+    cell: str  # a name in benchmark.models.cells.CELLS
     num_layers: int = 1
     bidirectional: bool = False
 
@@ -39,6 +42,37 @@ MODELS.register("bigru-2l", Variant("gru", num_layers=2, bidirectional=True))
 MODELS.register("bilstm-2l", Variant("lstm", num_layers=2, bidirectional=True))
 MODELS.register("gru-3l", Variant("gru", num_layers=3))
 MODELS.register("lstm-3l", Variant("lstm", num_layers=3))
+# The cell design space (equations and references in benchmark/models/cells.py; step loop or scan).
+# LSTM family, Greff et al. 2017: `lstm` is their NP; V and its one-change variants:
+MODELS.register("lstm-peep", Variant("lstm-peep"))
+MODELS.register("cifg", Variant("cifg"))
+MODELS.register("lstm-nig", Variant("lstm-nig"))
+MODELS.register("lstm-nfg", Variant("lstm-nfg"))
+MODELS.register("lstm-nog", Variant("lstm-nog"))
+MODELS.register("lstm-niaf", Variant("lstm-niaf"))
+MODELS.register("lstm-noaf", Variant("lstm-noaf"))
+MODELS.register("lstm-fgr", Variant("lstm-fgr"))
+# GRU family: `gru` is reset-after (torch/cuDNN); Cho et al.'s reset-before, MGU, no reset, Li-GRU:
+MODELS.register("gru-rb", Variant("gru-rb"))
+MODELS.register("mgu", Variant("mgu"))
+MODELS.register("gru-nr", Variant("gru-nr"))
+MODELS.register("ligru", Variant("ligru"))
+# Feng et al. 2024, trained with a parallel log-space scan:
+MODELS.register("mingru", Variant("mingru"))
+MODELS.register("minlstm", Variant("minlstm"))
+
+
+def implementation(cfg: ModelConfig) -> str:
+    """The implementation ``cfg.impl`` asks for, ``auto`` resolved; an error if the cell lacks it."""
+    cell = CELLS.get(MODELS.get(cfg.name).cell)
+    if cfg.impl == "auto":
+        return cell.default_impl
+    if cfg.impl not in cell.impls:
+        raise ConfigError(
+            f"model.impl={cfg.impl}: model '{cfg.name}' (cell '{cell.name}') has no {cfg.impl} implementation. "
+            f"Valid choices: auto, {', '.join(cell.impls)}"
+        )
+    return cfg.impl
 
 
 def _architecture(cfg: ModelConfig, hidden_size: int) -> Architecture:
@@ -52,6 +86,7 @@ def _architecture(cfg: ModelConfig, hidden_size: int) -> Architecture:
         forget_bias=cfg.forget_bias,
         embedding_dim=cfg.embedding_dim,
         pooling=cfg.pooling,
+        impl=implementation(cfg),
     )
 
 

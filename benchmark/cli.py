@@ -180,21 +180,21 @@ def cmd_speed(args: argparse.Namespace) -> int:
     if args.hidden or args.batch or args.seq_len:
         if args.preset == "deepbench":
             raise ConfigError("--preset deepbench is a fixed list of shapes; drop it to give --hidden/--batch/--seq-len")
-        cpu = speed.PRESETS["cpu"]["shapes"]
-        axes = [given or sorted({getattr(s, a) for s in cpu}) for given, a in ((args.hidden, "hidden"), (args.batch, "batch"), (args.seq_len, "seq_len"))]
+        axes = [given or sorted({getattr(s, a) for s in preset["shapes"]}) for given, a in ((args.hidden, "hidden"), (args.batch, "batch"), (args.seq_len, "seq_len"))]
         shapes = list(speed.grid(*axes))
     else:
         shapes = list(preset["shapes"])
     impls = args.impls or list(preset["impls"])
+    total = len(speed.plan(models, shapes, impls)) * len(speed.MODES)  # a model with none of the impls: error here
     done = []
 
     def progress(row):
         done.append(row)
-        console.print(f"[dim]{len(done)}/{len(models) * len(shapes) * len(impls) * 2} {row.impl} {row.model} H={row.hidden} B={row.batch} T={row.seq_len} {row.mode}: "
+        console.print(f"[dim]{len(done)}/{total} {row.impl} {row.model} H={row.hidden} B={row.batch} T={row.seq_len} {row.mode}: "
                       + (f"{row.median_ms:.3g} ms" if row.runs else row.note) + "[/]", highlight=False)
 
     rows = speed.run_grid(models, shapes, impls, device, threads, args.min_run_time, not args.no_memory, progress, args.clock, args.compile_budget)
-    written = speed_report.report(rows, device, threads, Path(args.out), console)
+    written = speed_report.report(rows, device, threads, Path(args.out), console, args.preset)
     console.print(f"written: {', '.join(map(str, written))}")
     if args.track:
         n = speed_report.track(rows, device, args.tracking_uri, args.experiment)
@@ -266,8 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", nargs="+", type=int, help="hidden sizes (replace the preset's shapes with a grid)")
     p.add_argument("--batch", nargs="+", type=int, help="batch sizes")
     p.add_argument("--seq-len", nargs="+", type=int, help="sequence lengths")
-    p.add_argument("--preset", choices=("cpu", "deepbench"), default="cpu", help="cpu: small grid (default); deepbench: DeepBench's RNN training shapes (GPU)")
-    p.add_argument("--impls", nargs="+", choices=("torch", "reference", "compiled"), help="torch (cuDNN/ATen), reference (step-by-step cells), compiled (torch.compile of them)")
+    p.add_argument("--preset", choices=("cpu", "cells", "scan", "deepbench"), default="cpu",
+                   help="cpu: small grid of rnn/gru/lstm forms (default); cells: every cell at H=128, B=32, T=32; "
+                   "scan: minGRU/minLSTM scan vs step loop, T=64..4096; deepbench: DeepBench's RNN training shapes (GPU)")
+    p.add_argument("--impls", nargs="+", choices=("auto", "torch", "loop", "compiled", "scan"),
+                   help="each where the cell has it: torch (cuDNN/ATen), loop (step loop over the cell's equations), "
+                   "compiled (torch.compile of its step), scan (minGRU/minLSTM); auto: the cell's training default")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's, from OMP_NUM_THREADS or the cores)")
     p.add_argument("--min-run-time", type=float, default=0.1, help="seconds of timing per configuration (default: %(default)s)")

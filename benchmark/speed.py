@@ -2,15 +2,18 @@
 
     rnnbench speed                                   # CPU grid (about 4-5 min on 2 cores shared by a dozen jobs)
     rnnbench speed --cells gru lstm --hidden 128 512 --seq-len 25 50 100
+    rnnbench speed --preset cells                    # every cell, every implementation it has
+    rnnbench speed --preset scan                     # minGRU/minLSTM: scan vs step loop, T = 64 ... 4096
     rnnbench speed --preset deepbench --device cuda  # DeepBench's training shapes (GPU)
 
 Each configuration is one recurrent module (input size = hidden size, as DeepBench), batch-first
 input ``(batch, seq_len, hidden)``, timed by ``torch.utils.benchmark.Timer`` (warm-up, blocked
 repeats, median and IQR; it synchronizes CUDA around each block). "forward" runs with autograd
 recording, as in training; "forward+backward" adds the backward pass to the input and weights.
-Implementations: ``torch`` (``torch.nn.RNN/GRU/LSTM``: cuDNN on GPU, oneDNN/ATen on CPU),
-``reference`` (the step-by-step cells of ``benchmark.models.reference``) and ``compiled`` (the
-same loop with each cell function ``torch.compile``-d).
+Implementations, each where the cell has it: ``torch`` (``torch.nn.RNN/GRU/LSTM``: cuDNN on GPU,
+oneDNN/ATen on CPU), ``loop`` (``benchmark.models.reference``'s step loop over the cell's
+equations), ``compiled`` (that loop with the step function ``torch.compile``-d) and ``scan``
+(minGRU/minLSTM's parallel log-space scan); ``auto`` is each cell's training default.
 """
 
 from __future__ import annotations
@@ -29,15 +32,15 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from unittest import mock
 
 import torch
 from torch.utils import benchmark as tbench
 
-from benchmark.models import MODELS, reference
-from benchmark.models.network import CELLS
+from benchmark.config import ConfigError
+from benchmark.models import CELLS, MODELS
+from benchmark.models.reference import ReferenceRecurrent
 
-IMPLS = ("torch", "reference", "compiled")
+IMPLS = ("torch", "loop", "compiled", "scan")
 # "cpu" = process CPU time: on a shared, oversubscribed CPU it leaves out the time other processes
 # hold the cores (and, with several threads, it sums them). "wall" is the usual choice.
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -72,14 +75,43 @@ PRESETS: dict[str, dict] = {
     "cpu": {
         "shapes": (Shape(128, 32, 16), Shape(128, 32, 32), Shape(128, 32, 64), Shape(64, 32, 32), Shape(256, 32, 32)),
         "cells": ("rnn", "gru", "lstm", "bigru", "bilstm", "gru-2l", "lstm-2l"),
+        "impls": ("torch", "loop", "compiled"),
+    },
+    # every cell (its one-layer variant) in every implementation it has, at the cpu preset's centre
+    "cells": {
+        "shapes": (Shape(128, 32, 32),),
+        "cells": tuple(sorted(CELLS.names())),
         "impls": IMPLS,
+    },
+    # where the parallel scan beats the step loop: T from 64 to 4096 at three batch sizes
+    "scan": {
+        "shapes": tuple(Shape(128, b, t) for b in (1, 8, 32) for t in (64, 128, 256, 512, 1024, 2048, 4096)),
+        "cells": ("mingru", "minlstm"),
+        "impls": ("loop", "scan"),
     },
     "deepbench": {
         "shapes": tuple(Shape(*s) for s in _DEEPBENCH),
         "cells": ("rnn", "gru", "lstm"),
-        "impls": ("torch",),
+        "impls": ("auto",),  # cuDNN for rnn/gru/lstm; any other cell on its training implementation
     },
 }
+
+
+def implementations(model: str, requested: list[str]) -> list[str]:
+    """The requested implementations the model's cell has (``auto``: its default), in order."""
+    cell = CELLS.get(MODELS.get(model).cell)
+    wanted = [cell.default_impl if i == "auto" else i for i in requested]
+    return [i for i in dict.fromkeys(wanted) if i in cell.impls]
+
+
+def plan(models: list[str], shapes: list[Shape], impls: list[str]) -> list[tuple[str, str, Shape]]:
+    """(impl, model, shape) to time, impl-major; a model with none of ``impls`` is an error."""
+    for model in models:
+        if not implementations(model, impls):
+            cell = CELLS.get(MODELS.get(model).cell)
+            raise ConfigError(f"--impls {' '.join(impls)}: model '{model}' has none of them. Its implementations: {', '.join(cell.impls)}")
+    order = [i for i in dict.fromkeys(CELLS.get(MODELS.get(m).cell).default_impl if i == "auto" else i for i in impls for m in models)]
+    return [(impl, model, shape) for impl in order for model in models for shape in shapes if impl in implementations(model, impls)]
 
 
 @dataclass
@@ -116,9 +148,10 @@ def device_label(device: torch.device, threads: int) -> str:
     return f"cpu-{threads}threads"
 
 
-def file_stem(device: torch.device, threads: int) -> str:
-    """timm-style result name: where it was measured and with which torch."""
-    return f"speed-{device_label(device, threads)}-torch{torch.__version__.split('+')[0]}"
+def file_stem(device: torch.device, threads: int, preset: str = "cpu") -> str:
+    """timm-style result name: which preset (other than cpu), where it was measured and with which torch."""
+    name = "speed" if preset == "cpu" else f"speed-{preset}"
+    return f"{name}-{device_label(device, threads)}-torch{torch.__version__.split('+')[0]}"
 
 
 def describe_device(device: torch.device, threads: int) -> str:
@@ -132,20 +165,13 @@ def describe_device(device: torch.device, threads: int) -> str:
 
 def build(model: str, shape: Shape, impl: str, device: torch.device) -> torch.nn.Module:
     variant = MODELS.get(model)
-    module = CELLS[variant.cell](
-        shape.hidden, shape.hidden, num_layers=variant.num_layers, bidirectional=variant.bidirectional, batch_first=True
-    ).to(device)
-    return module if impl == "torch" else reference.ReferenceRecurrent.from_torch(module)
-
-
-@contextlib.contextmanager
-def compiled_cells():
-    """The reference loop with each cell function compiled (dynamic shapes: one graph per cell)."""
-    compiled = {name: torch.compile(fn, dynamic=True) for name, fn in reference.CELL_FUNCTIONS.items()}
-    # Each cell function meets several guards (first step's state without grad, forward-only vs
-    # training, layer input sizes); past the default limit of 8 graphs dynamo silently runs eager.
-    with mock.patch.dict(reference.CELL_FUNCTIONS, compiled), torch._dynamo.config.patch(recompile_limit=64):
-        yield
+    if impl == "torch":
+        module = CELLS.get(variant.cell).torch_module(
+            shape.hidden, shape.hidden, num_layers=variant.num_layers, bidirectional=variant.bidirectional, batch_first=True
+        )
+    else:
+        module = ReferenceRecurrent(variant.cell, shape.hidden, shape.hidden, variant.num_layers, variant.bidirectional, impl=impl)
+    return module.to(device)
 
 
 def compile_unavailable(device: torch.device) -> str | None:
@@ -281,34 +307,31 @@ def run_grid(
     clock: str = "wall",
     compile_budget_s: float = COMPILE_BUDGET_S,
 ) -> list[Measurement]:
-    """Every model x shape x impl x mode; a failing configuration becomes a row with a ``note``."""
+    """Every model x shape x impl (that the model has) x mode; a failing configuration becomes a row with a ``note``."""
     torch.set_num_threads(threads)
     rows: list[Measurement] = []
     unavailable = compile_unavailable(device) if "compiled" in impls else None
     compile_s = 0.0
-    for impl in impls:
-        context = compiled_cells() if impl == "compiled" and not unavailable else contextlib.nullcontext()
-        with context:
-            for model, shape, mode in itertools.product(models, shapes, MODES):
-                try:
-                    if impl == "compiled" and unavailable:
-                        raise _NotAvailable(unavailable)
-                    if impl == "compiled" and compile_s > compile_budget_s:
-                        raise _NotAvailable(f"n/a: skipped, torch.compile warm-ups took {compile_s:.0f} s (> {compile_budget_s:.0f} s budget)")
-                    # memory of the torch path only: the profiler pass over a Python loop costs more than its timing
-                    row = measure(model, shape, impl, mode, device, threads, min_run_time, memory and impl == "torch", clock)
-                    if impl == "compiled":
-                        compile_s += row.first_call_s
-                except Exception as e:  # one broken configuration must not end the benchmark
-                    variant = MODELS.get(model)
-                    note = str(e) if isinstance(e, _NotAvailable) else f"n/a: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-                    row = Measurement(
-                        describe_device(device, threads), threads, torch.__version__, impl, model, variant.cell,
-                        variant.num_layers, variant.bidirectional, shape.hidden, shape.batch, shape.seq_len, mode, clock=clock, note=note,
-                    )
-                rows.append(row)
-                if on_row:
-                    on_row(row)
+    for (impl, model, shape), mode in itertools.product(plan(models, shapes, impls), MODES):
+        try:
+            if impl == "compiled" and unavailable:
+                raise _NotAvailable(unavailable)
+            if impl == "compiled" and compile_s > compile_budget_s:
+                raise _NotAvailable(f"n/a: skipped, torch.compile warm-ups took {compile_s:.0f} s (> {compile_budget_s:.0f} s budget)")
+            # memory of the torch and scan paths only: the profiler pass over a Python loop costs more than its timing
+            row = measure(model, shape, impl, mode, device, threads, min_run_time, memory and impl in ("torch", "scan"), clock)
+            if impl == "compiled":
+                compile_s += row.first_call_s
+        except Exception as e:  # one broken configuration must not end the benchmark
+            variant = MODELS.get(model)
+            note = str(e) if isinstance(e, _NotAvailable) else f"n/a: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            row = Measurement(
+                describe_device(device, threads), threads, torch.__version__, impl, model, variant.cell,
+                variant.num_layers, variant.bidirectional, shape.hidden, shape.batch, shape.seq_len, mode, clock=clock, note=note,
+            )
+        rows.append(row)
+        if on_row:
+            on_row(row)
     return rows
 
 

@@ -65,6 +65,17 @@ def lstm_gru_ratios(rows: list[Measurement]) -> list[dict]:
     return out
 
 
+def scan_speedups(rows: list[Measurement]) -> list[dict]:
+    """Step-loop time / scan time at each model, shape and mode where both were measured."""
+    times = {(r.impl, r.model, r.hidden, r.batch, r.seq_len, r.mode): r.median_ms for r in _ok(rows)}
+    out = []
+    for (impl, model, h, b, t, mode), scan in sorted(times.items()):
+        loop = times.get(("loop", model, h, b, t, mode))
+        if impl == "scan" and loop is not None:
+            out.append({"model": model, "hidden": h, "batch": b, "seq_len": t, "mode": mode, "loop_ms": loop, "scan_ms": scan, "loop_over_scan": loop / scan})
+    return out
+
+
 # ----------------------------------------------------------------------------- stdout
 
 
@@ -80,6 +91,20 @@ def _short(mode: str) -> str:
     return "fwd" if mode == "forward" else "fwd+bwd"
 
 
+def _first(index: dict, key: tuple, impls: list[str]) -> Measurement | None:
+    """The forward+backward row of the first implementation measured for this model and shape."""
+    return next((index[(*key, i, "forward+backward")] for i in impls if (*key, i, "forward+backward") in index), None)
+
+
+def _memory(index: dict, key: tuple, impls: list[str]) -> str:
+    """Peak MB of one forward+backward, from the first implementation with a memory figure."""
+    for impl in impls:
+        r = index.get((*key, impl, "forward+backward"))
+        if r and math.isfinite(r.peak_memory_mb):
+            return f"{r.peak_memory_mb:.1f} ({impl})"
+    return "n/a"
+
+
 def speed_table(rows: list[Measurement], title: str) -> Table:
     impls = list(dict.fromkeys(r.impl for r in rows))
     clock = rows[0].clock if rows else "wall"
@@ -90,14 +115,13 @@ def speed_table(rows: list[Measurement], title: str) -> Table:
         for mode in MODES:
             table.add_column(f"{impl}\n{_short(mode)} ms", justify="right")
     table.add_column("seq/s\n(fwd+bwd)", justify="right")
-    table.add_column(f"MB\n({impls[0]})", justify="right")
+    table.add_column("MB\n(torch|scan)", justify="right")
     index = {(r.model, r.hidden, r.batch, r.seq_len, r.impl, r.mode): r for r in rows}
     for key in dict.fromkeys((r.model, r.hidden, r.batch, r.seq_len) for r in rows):
         cells = [_ms(index.get((*key, impl, mode))) for impl in impls for mode in MODES]
-        first = index.get((*key, impls[0], "forward+backward"))
+        first = _first(index, key, impls)
         seq = f"{first.seq_per_s:,.0f}" if first and math.isfinite(first.seq_per_s) else "n/a"
-        mem = f"{first.peak_memory_mb:.1f}" if first and math.isfinite(first.peak_memory_mb) else "n/a"
-        table.add_row(key[0], *map(str, key[1:]), *cells, seq, mem)
+        table.add_row(key[0], *map(str, key[1:]), *cells, seq, _memory(index, key, impls))
     notes = sorted({r.note for r in rows if r.note})
     if notes:
         table.caption += "\n" + "\n".join(notes)
@@ -108,13 +132,11 @@ def markdown_table(rows: list[Measurement], title: str) -> str:
     """The stdout table as Markdown, for ``results/``: median ms per implementation and mode."""
     impls = list(dict.fromkeys(r.impl for r in rows))
     index = {(r.model, r.hidden, r.batch, r.seq_len, r.impl, r.mode): r for r in rows}
-    head = ["model", "H", "B", "T", *(f"{i} {_short(m)} ms" for i in impls for m in MODES), f"MB ({impls[0]} fwd+bwd)"]
+    head = ["model", "H", "B", "T", *(f"{i} {_short(m)} ms" for i in impls for m in MODES), "MB (fwd+bwd)"]
     lines = [f"# {title}", "", f"Median ms ({rows[0].clock} clock) over blocked repeats, ± half the IQR. n/a reasons below.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in dict.fromkeys((r.model, r.hidden, r.batch, r.seq_len) for r in rows):
-        first = index.get((*key, impls[0], "forward+backward"))
-        mem = f"{first.peak_memory_mb:.1f}" if first and math.isfinite(first.peak_memory_mb) else "n/a"
-        lines.append("| " + " | ".join([*map(str, key), *(_ms(index.get((*key, i, m))) for i in impls for m in MODES), mem]) + " |")
+        lines.append("| " + " | ".join([*map(str, key), *(_ms(index.get((*key, i, m))) for i in impls for m in MODES), _memory(index, key, impls)]) + " |")
     notes = sorted({r.note for r in rows if r.note})
     return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else []) + [""])
 
@@ -126,6 +148,15 @@ def fits_table(fits: list[Fit]) -> Table:
     for f in fits:
         slope = f"{f.slope:.3g} ms/step" if f.axis == "seq_len" else f"k = {f.slope:.2f}"
         table.add_row(f.impl, f.model, _short(f.mode), "T" if f.axis == "seq_len" else "H", f.fixed, slope, f"{f.r2:.3f}")
+    return table
+
+
+def speedup_table(speedups: list[dict]) -> Table:
+    table = Table(title="step loop time / scan time (>1: the scan is faster)")
+    for col in ("model", "hidden", "batch", "T", "mode", "loop ms", "scan ms", "loop/scan"):
+        table.add_column(col)
+    for r in speedups:
+        table.add_row(r["model"], str(r["hidden"]), str(r["batch"]), str(r["seq_len"]), _short(r["mode"]), f"{r['loop_ms']:.3g}", f"{r['scan_ms']:.3g}", f"{r['loop_over_scan']:.1f}")
     return table
 
 
@@ -200,6 +231,34 @@ def plot(rows: list[Measurement], path: Path, title: str) -> Path:
     return path
 
 
+def plot_scan(rows: list[Measurement], path: Path, title: str) -> Path:
+    """Forward+backward time against T (log-log), step loop vs scan, one panel per batch size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in _ok(rows) if r.mode == "forward+backward" and r.impl in ("loop", "scan")]
+    panels = sorted({(r.hidden, r.batch) for r in ok})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for ax, (h, b) in zip(axes[0], panels):
+        for model in dict.fromkeys(r.model for r in ok):
+            for impl, style in (("loop", "--"), ("scan", "-")):
+                pts = sorted((r.seq_len, r.median_ms) for r in ok if (r.model, r.impl, r.hidden, r.batch) == (model, impl, h, b))
+                if pts:
+                    ax.plot(*zip(*pts), style, marker="o", label=f"{model} {impl}")
+        ax.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="ms (forward+backward)", title=f"H={h}, B={b}")
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 # ----------------------------------------------------------------------------- MLflow
 
 
@@ -241,11 +300,11 @@ def track(rows: list[Measurement], device, tracking_uri: str, experiment: str) -
     return len(groups)
 
 
-def report(rows: list[Measurement], device, threads: int, out: Path, console) -> list[Path]:
-    """Print the tables and fits; write the CSVs and the plot named after the device and torch."""
+def report(rows: list[Measurement], device, threads: int, out: Path, console, preset: str = "cpu") -> list[Path]:
+    """Print the tables and fits; write the CSVs and the plots named after the preset, device and torch."""
     from benchmark.speed import describe_device, file_stem
 
-    stem = file_stem(device, threads)
+    stem = file_stem(device, threads, preset)
     clock = rows[0].clock if rows else "wall"
     title = f"rnnbench speed — {describe_device(device, threads)}, torch {rows[0].torch_version if rows else ''}, {clock} clock"
     console.print(speed_table(rows, title))
@@ -256,6 +315,9 @@ def report(rows: list[Measurement], device, threads: int, out: Path, console) ->
         console.print(fits_table([f for f in fits if (f.axis, f.fixed) in shown]))
     if ratios:
         console.print(ratio_table([r for r in ratios if r["impl"] == "torch"] or ratios))
+    speedups = scan_speedups(rows)
+    if speedups:
+        console.print(speedup_table(speedups))
     written = [write_csv(out / f"{stem}.csv", rows)]
     (out / f"{stem}.md").write_text(markdown_table(rows, title))
     written.append(out / f"{stem}.md")
@@ -263,5 +325,8 @@ def report(rows: list[Measurement], device, threads: int, out: Path, console) ->
         written.append(write_csv(out / f"{stem}-scaling.csv", fits))
     if ratios:
         written.append(write_csv(out / f"{stem}-lstm-over-gru.csv", ratios))
+    if speedups:
+        written.append(write_csv(out / f"{stem}-loop-over-scan.csv", speedups))
+        written.append(plot_scan(rows, out / f"{stem}-scan.png", title))
     written.append(plot(rows, out / f"{stem}.png", title))
     return written

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from benchmark import speed
 from benchmark.cli import main
 from benchmark.config import load_run_config
+from benchmark.models import CELLS
 from benchmark.runner import execute_run
 from benchmark.task import TASKS, Batch
 from tasks.synthetic import Adding
@@ -26,7 +27,7 @@ def _rows(path):
 
 def test_speed_writes_table_csvs_and_plot(tmp_path, capsys):
     out = tmp_path / "speed"
-    assert main(["speed", "--cells", "gru", "lstm", "--impls", "torch", "reference", "--out", str(out), *TINY]) == 0
+    assert main(["speed", "--cells", "gru", "lstm", "--impls", "torch", "loop", "--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
     assert "rnnbench speed" in printed and "LSTM time / GRU time" in printed
 
@@ -35,7 +36,7 @@ def test_speed_writes_table_csvs_and_plot(tmp_path, capsys):
     rows = _rows(out / f"{stem}.csv")
     assert len(rows) == 2 * 3 * 2 * 2  # cells x shapes x impls x modes
     assert {"impl", "model", "hidden", "batch", "seq_len", "mode", "median_ms", "iqr_ms", "seq_per_s", "peak_memory_mb", "threads"} <= set(rows[0])
-    assert {(r["impl"], r["mode"]) for r in rows} == {(i, m) for i in ("torch", "reference") for m in speed.MODES}
+    assert {(r["impl"], r["mode"]) for r in rows} == {(i, m) for i in ("torch", "loop") for m in speed.MODES}
     assert all(math.isfinite(float(r["median_ms"])) and float(r["median_ms"]) > 0 for r in rows)
     assert all(float(r["peak_memory_mb"]) > 0 for r in rows if r["mode"] == "forward+backward" and r["impl"] == "torch")
 
@@ -46,6 +47,35 @@ def test_speed_writes_table_csvs_and_plot(tmp_path, capsys):
     assert len(ratios) == 3 * 2 * 2 and all(float(r["lstm_over_gru"]) > 0 for r in ratios)
     assert (out / f"{stem}.png").stat().st_size > 10_000
     assert (out / f"{stem}.md").read_text().count("\n| lstm | 8 | 2 |") == 3  # one table row per shape
+
+
+def test_scan_preset_writes_loop_over_scan_ratios(tmp_path, capsys):
+    out = tmp_path / "speed"
+    argv = ["speed", "--preset", "scan", "--cells", "mingru", "minlstm", "cifg", "--hidden", "8", "--batch", "2", "--seq-len", "3", "16",
+            "--threads", "1", "--min-run-time", "0.005", "--out", str(out)]
+    assert main(argv) == 0
+    assert "step loop time / scan time" in capsys.readouterr().out
+    stem = speed.file_stem(torch.device("cpu"), 1, "scan")
+    assert stem.startswith("speed-scan-cpu-1threads-torch")
+    rows = _rows(out / f"{stem}.csv")
+    # cifg has no scan: only its loop rows; the min cells both
+    assert sorted({(r["model"], r["impl"]) for r in rows}) == [("cifg", "loop"), ("mingru", "loop"), ("mingru", "scan"), ("minlstm", "loop"), ("minlstm", "scan")]
+    assert all(math.isfinite(float(r["peak_memory_mb"])) for r in rows if r["impl"] == "scan" and r["mode"] == "forward+backward")
+    ratios = _rows(out / f"{stem}-loop-over-scan.csv")
+    assert len(ratios) == 2 * 2 * 2  # min cells x lengths x modes
+    for r in ratios:
+        assert float(r["loop_over_scan"]) == pytest.approx(float(r["loop_ms"]) / float(r["scan_ms"]))
+    assert (out / f"{stem}-scan.png").stat().st_size > 10_000
+
+
+def test_every_cell_has_a_plan_in_every_preset():
+    """Each preset times every cell in the implementations it has; deepbench takes each cell's default."""
+    for name, preset in speed.PRESETS.items():
+        for impl, model, _ in speed.plan(sorted(CELLS.names()), list(preset["shapes"])[:1], list(preset["impls"])):
+            assert impl in CELLS.get(model).impls, (name, model, impl)
+    plan = speed.plan(["gru", "cifg", "mingru"], [speed.Shape(8, 2, 3)], ["auto"])
+    assert {(m, i) for i, m, _ in plan} == {("gru", "torch"), ("cifg", "loop"), ("mingru", "scan")}
+    assert speed.PRESETS["cells"]["cells"] == tuple(sorted(CELLS.names()))
 
 
 def test_compiled_without_a_compiler_is_reported_not_raised(monkeypatch):
@@ -73,6 +103,7 @@ def test_speed_tracks_one_mlflow_run_per_model_and_shape(tmp_path, mlflow_uri):
         (["--cells", "grux"], "unknown model 'grux'"),
         (["--cells", "zz*"], "--cells 'zz*' matches no model"),
         (["--preset", "deepbench", "--hidden", "8"], "--preset deepbench is a fixed list of shapes"),
+        (["--cells", "cifg", "--impls", "torch", "scan"], "model 'cifg' has none of them. Its implementations: loop, compiled"),
     ],
 )
 def test_speed_bad_input_is_one_line_and_exit_2(argv, message, capsys):

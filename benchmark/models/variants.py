@@ -57,9 +57,12 @@ MODELS.register("gru-rb", Variant("gru-rb"))
 MODELS.register("mgu", Variant("mgu"))
 MODELS.register("gru-nr", Variant("gru-nr"))
 MODELS.register("ligru", Variant("ligru"))
-# Feng et al. 2024, trained with a parallel log-space scan:
+# Feng et al. 2024, trained with a parallel log-space scan; stacked as the paper uses them (one layer
+# has no recurrent matrix, so a parameter budget buys it a very wide state):
 MODELS.register("mingru", Variant("mingru"))
 MODELS.register("minlstm", Variant("minlstm"))
+MODELS.register("mingru-2l", Variant("mingru", num_layers=2))
+MODELS.register("minlstm-2l", Variant("minlstm", num_layers=2))
 
 
 def implementation(cfg: ModelConfig) -> str:

@@ -92,8 +92,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
         raise ConfigError("give a suite config, or --from-sweep SWEEP_CONFIG")
     for t in suite.tasks:  # validate every name and option before the first run starts
         create_task(t.name, **t.options)
-    for m in suite.models:
-        implementation(suite.model.model_copy(update={"name": m}))
+    for model in {run.model.model_dump_json(): run.model for run in runs or suite.runs()}.values():
+        implementation(model)
     from benchmark.suite import run_suite
 
     console = Console()
@@ -116,8 +116,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1 (got {args.workers})")
     sweep = load_sweep_config(args.config, args.overrides)
-    for m in sweep.models:  # a model's implementation is checked before any study starts
-        implementation(sweep.model.model_copy(update={"name": m}))
+    for model in {run.model.model_dump_json(): run.model for run in sweep.as_suite(sweep.name, [sweep.seed]).runs()}.values():
+        implementation(model)  # before any study starts
     if args.storage:
         sweep = sweep.model_copy(update={"storage": args.storage})
     console = Console()

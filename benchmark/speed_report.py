@@ -204,12 +204,15 @@ def plot(rows: list[Measurement], path: Path, title: str) -> Path:
 
     ok = [r for r in _ok(rows) if r.mode == "forward+backward"]
     impls = list(dict.fromkeys(r.impl for r in ok)) or ["torch"]
-    fig, axes = plt.subplots(len(impls), 2, figsize=(11, 3.6 * len(impls)), squeeze=False)
+    # a panel per axis that varies (a grid with one hidden size gets no "against H" panel)
+    panels = [p for p in (("seq_len", ("hidden", "batch"), "sequence length T"), ("hidden", ("batch", "seq_len"), "hidden size H"))
+              if len({getattr(r, p[0]) for r in ok}) > 1]
+    if not panels:
+        return _bars(ok, impls, path, title)
+    fig, axes = plt.subplots(len(impls), len(panels), figsize=(5.5 * len(panels), 3.6 * len(impls)), squeeze=False)
     for i, impl in enumerate(impls):
         mine = [r for r in ok if r.impl == impl]
-        for j, (axis, others, xlabel) in enumerate(
-            (("seq_len", ("hidden", "batch"), "sequence length T"), ("hidden", ("batch", "seq_len"), "hidden size H"))
-        ):
+        for j, (axis, others, xlabel) in enumerate(panels):
             ax = axes[i][j]
             fixed, sweep = _sweep(mine, axis, others)
             for model in dict.fromkeys(r.model for r in sweep):
@@ -223,6 +226,31 @@ def plot(rows: list[Measurement], path: Path, title: str) -> Path:
             ax.grid(alpha=0.3)
             if sweep:
                 ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _bars(ok: list[Measurement], impls: list[str], path: Path, title: str) -> Path:
+    """One shape: forward+backward ms per model, a bar per implementation."""
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r.model for r in ok))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(models) + 1.5))
+    height = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        ms = {r.model: r.median_ms for r in ok if r.impl == impl}
+        ys = [i + k * height for i, m in enumerate(models) if m in ms]
+        ax.barh(ys, [ms[m] for m in models if m in ms], height=height, label=impl)
+    shape = f"H={ok[0].hidden}, B={ok[0].batch}, T={ok[0].seq_len}: " if ok else ""
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(models))], models)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"{shape}ms (forward+backward)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,6 +355,7 @@ def report(rows: list[Measurement], device, threads: int, out: Path, console, pr
         written.append(write_csv(out / f"{stem}-lstm-over-gru.csv", ratios))
     if speedups:
         written.append(write_csv(out / f"{stem}-loop-over-scan.csv", speedups))
-        written.append(plot_scan(rows, out / f"{stem}-scan.png", title))
+        if len({r["seq_len"] for r in speedups}) > 1:
+            written.append(plot_scan(rows, out / f"{stem}-scan.png", title))
     written.append(plot(rows, out / f"{stem}.png", title))
     return written

@@ -289,7 +289,7 @@ def log_space_scan(log_a: Tensor, log_b: Tensor) -> Tensor:
     pairs, fill in the even steps; log2(T) levels of whole-tensor ops. It computes what Heinsen's
     (2023) ``a* = cumsum(log_a); a* + logcumsumexp(log_b - a*)`` computes, without that form's
     cancellation between two numbers of size ~T (2e-4 to 5e-4 off at T = 1024 in float32) and without
-    ``logcumsumexp``, which runs serially on CPU (8x slower here). Time first keeps each step's
+    ``logcumsumexp``, which runs serially on CPU (6-8x slower here). Time first keeps each step's
     (batch, hidden) block contiguous.
     """
     steps = log_a.shape[0]

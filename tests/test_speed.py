@@ -68,6 +68,15 @@ def test_scan_preset_writes_loop_over_scan_ratios(tmp_path, capsys):
     assert (out / f"{stem}-scan.png").stat().st_size > 10_000
 
 
+def test_one_shape_is_plotted_as_bars_per_implementation(tmp_path):
+    out = tmp_path / "speed"
+    argv = ["speed", "--preset", "cells", "--cells", "gru", "mingru", "--impls", "torch", "scan", "--no-memory", "--out", str(out), *TINY[:4], "--seq-len", "3", *TINY[-4:]]
+    assert main(argv) == 0
+    stem = speed.file_stem(torch.device("cpu"), 1, "cells")
+    assert {(r["model"], r["impl"]) for r in _rows(out / f"{stem}.csv")} == {("gru", "torch"), ("mingru", "scan")}
+    assert (out / f"{stem}.png").stat().st_size > 10_000 and not (out / f"{stem}-scan.png").exists()
+
+
 def test_every_cell_has_a_plan_in_every_preset():
     """Each preset times every cell in the implementations it has; deepbench takes each cell's default."""
     for name, preset in speed.PRESETS.items():

@@ -9,6 +9,7 @@ where torch.nn keeps two). ``ReferenceRecurrent`` (step loop and scan) must agre
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -356,6 +357,7 @@ def test_impl_reaches_the_network(impl, expected):
     arch = resolve_architecture(spec, ModelConfig(name="mingru", hidden_size=4, impl=impl))
     assert arch.impl == expected and RecurrentNetwork(spec, arch).encoder.rnn.impl == expected
     assert parameter_count(spec, arch) == parameter_count(spec, resolve_architecture(spec, ModelConfig(name="mingru", hidden_size=4)))
+    assert parameter_count(spec, replace(arch, cell="gru")) == 3 * (4 * 5 + 4 * 4 + 8) + 4 * 3 + 3  # a cell without a scan: counted all the same
 
 
 def test_every_variant_names_a_registered_cell():

@@ -7,7 +7,7 @@ entry-point group.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -99,8 +99,8 @@ SCOPES = {"total": "embedding and head included", "recurrent": "recurrent layers
 def parameter_count(spec: TaskSpec, arch: Architecture, scope: str = "total") -> int:
     """Exact parameter count, built on 'meta': of the whole network (``total``), or without the
     token embedding, which ``embedding_dim`` fixes for every variant (``recurrent``)."""
-    with torch.device("meta"):
-        network = RecurrentNetwork(spec, arch)
+    with torch.device("meta"):  # impl never changes the count, and another cell may lack this one
+        network = RecurrentNetwork(spec, replace(arch, impl="auto"))
     embedding = count_parameters(network.embedding) if scope == "recurrent" and network.embedding is not None else 0
     return count_parameters(network) - embedding
 

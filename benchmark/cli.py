@@ -82,6 +82,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from benchmark.task import create_task
 
     runs = None
+    args.overrides += ["until_decided=true"] * args.until_decided + [f"max_seeds={args.max_seeds}"] * (args.max_seeds is not None)
     if args.from_sweep:  # each study's best config, rerun over fresh seeds as an ordinary suite
         from benchmark.sweep import load_sweep_config, tuned_suite
 
@@ -94,10 +95,11 @@ def cmd_suite(args: argparse.Namespace) -> int:
         create_task(t.name, **t.options)
     for model in {run.model.model_dump_json(): run.model for run in runs or suite.runs()}.values():
         implementation(model)
-    from benchmark.suite import run_suite
+    from benchmark import until_decided
 
+    until_decided.check_suite(suite)
     console = Console()
-    outcome = run_suite(suite, console, runs)
+    outcome = until_decided.run(suite, console, runs)
     console.print(outcome.summary.rich_table())
     written = outcome.summary.write(Path(suite.results_dir) / suite.name, f"Suite '{suite.name}'")
     failed = [r for r in outcome.executed if r.status != "FINISHED"]
@@ -135,8 +137,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.report import build_report
 
+    from benchmark.decide.margins import parse
+
     out = Path(args.out or Path("results") / args.experiment)
-    written = build_report(args.tracking_uri, args.experiment, out)
+    written = build_report(args.tracking_uri, args.experiment, out, parse(args.margin), args.interval)
     print(f"report written to {out}/ ({len(written)} files): {out / 'report.md'}, {out / 'report.html'}")
     return 0
 
@@ -246,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="rerun each study's best config of this sweep over its `seeds` (suite '<sweep>-tuned')",
     )
     p.add_argument("overrides", nargs="*", help=overrides_help + " seeds=[0,1,2]")
+    p.add_argument("--until-decided", action="store_true",
+                   help="after the planned seeds, add seeds to the GRU-vs-LSTM pairs still undecided (sequential design)")
+    p.add_argument("--max-seeds", type=int, metavar="N", help="--until-decided: the most seeds a pair gets (default: max(10, planned))")
     p.set_defaults(func=cmd_suite)
 
     p = sub.add_parser("sweep", help="Optuna studies per task x model: tune each variant fairly; resumable")
@@ -259,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True, help="MLflow experiment, e.g. default-suite")
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store or server (default: %(default)s)")
     p.add_argument("--out", help="output folder (default: results/<experiment>)")
+    p.add_argument("--margin", action="append", default=[], metavar="[TASK.]METRIC=VALUE",
+                   help="equivalence margin over the suite's, e.g. mse=0.2 (relative for errors and throughput, "
+                        "absolute for accuracies); repeatable")  # fmt: skip
+    p.add_argument("--interval", default="t", help="per-variant intervals: t (default) or bootstrap (where n >= 5)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("speed", help="forward/backward time of the cells over shapes; --overhead: framework vs plain loop")

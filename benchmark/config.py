@@ -139,6 +139,12 @@ class SuiteTask(TaskConfig):
     model: dict[str, Any] = {}
 
 
+class ReportConfig(Section):
+    """How the report decides: equivalence margins by metric, or by task then metric (``benchmark.decide.margins``)."""
+
+    margins: dict[str, Any] = Field({}, description="e.g. {mse: 0.2, copy_memory: {cross_entropy: 0.15}}")
+
+
 class SuiteConfig(Section):
     """tasks x models x seeds, sharing one model/train/tracking section."""
 
@@ -151,6 +157,9 @@ class SuiteConfig(Section):
     tracking: TrackingConfig = TrackingConfig()
     results_dir: str = "results"
     jobs: int = Field(1, gt=0, description="runs trained at once, each in its own process")
+    report: ReportConfig = ReportConfig()
+    until_decided: bool = Field(False, description="then add seeds to the GRU-vs-LSTM pairs still undecided (benchmark.until_decided)")
+    max_seeds: int | None = Field(None, gt=0, description="until_decided: the most seeds a pair gets (default: max(10, planned))")
 
     def runs(self) -> list[RunConfig]:
         """Expand to run configs, ordered seed-major so a partial suite covers every cell."""

@@ -10,7 +10,12 @@ spells them. What an ordinary run (``kind=run``) records:
   ``fact.<name>``; and ``param_count.<cell>``: the parameter count of the same network (same
   task, layers, direction, hidden size, input layer and head) with each cell in ``CELLS``;
 - metrics: per epoch ``train/loss``, ``train/<metric>``, ``val/<metric>``, ``train/seq_per_s``;
-  at the end ``test/<metric>``, ``best_val/<main>``, ``baseline/<metric>`` and ``RunMetric``.
+  at the end ``test/<metric>``, ``best_val/<main>``, ``baseline/<metric>`` and ``RunMetric``;
+- per task metric, its comparison scale and range as tags ``scale.<metric>`` (``ratio``,
+  ``proportion``, ``difference``; see ``benchmark.scales``) and ``range.<metric>`` (``(0, inf)``).
+
+A suite records on its experiment what the report needs beyond the runs (``ExperimentTag``): its
+equivalence margins and, with ``--until-decided``, its sequential design.
 
 A sweep's study is a parent run (``kind=sweep``) with its trials nested under it (``kind=trial``,
 ordinary runs plus the ``Tag`` names under "trials"). ``rnnbench speed --track`` logs
@@ -88,6 +93,13 @@ class Tag:
     IMPL = "impl"
 
 
+class ExperimentTag:
+    """Tags on an experiment (set by suites, read by the report)."""
+
+    MARGINS = "rnnbench.margins"  # JSON: the suite's report.margins (see benchmark.decide.margins)
+    DESIGN = "rnnbench.sequential_design"  # JSON: looks and alpha shares of --until-decided (benchmark.decide.design)
+
+
 # Tags every ordinary run carries from its start (the report reads them as columns).
 RUN_TAGS = (
     Tag.KIND, Tag.TASK, Tag.TASK_LABEL, Tag.MODEL, Tag.CELL, Tag.LAYERS, Tag.BIDIRECTIONAL, Tag.HIDDEN,
@@ -154,6 +166,25 @@ FACT_PREFIX = "fact."  # the task's facts, TaskSpec.extra (fact.seq_len, ...)
 BEST_PREFIX = "best."  # a study's best params (best.train.lr, ...) on its parent run
 SEARCH_SPACE = "search_space"
 IMPORTANCES_ARTIFACT = "importances.json"  # fANOVA importances on a study's parent run
+
+
+def metric_scale(metric: str) -> str:
+    """``scale.mse``: tag holding the metric's comparison scale (``ratio``, ``proportion``, ``difference``)."""
+    return f"scale.{metric}"
+
+
+def metric_range(metric: str) -> str:
+    """``range.mse``: tag holding the metric's range, e.g. ``(0, inf)`` or ``[0, 1]``."""
+    return f"range.{metric}"
+
+
+def scale_tags(scales: Mapping[str, Any]) -> dict[str, str]:
+    """Tags naming the scale and range of each metric (``scales``: metric name -> ``benchmark.scales.Scale``)."""
+    tags = {}
+    for metric, scale in scales.items():
+        tags[metric_scale(metric)] = scale.name
+        tags[metric_range(metric)] = scale.range_text
+    return tags
 
 
 def cell_param_count(cell: str) -> str:

@@ -181,7 +181,7 @@ class PreparedRun:
             Tag.MAIN_METRIC: self.main.name,
             Tag.HIGHER_IS_BETTER: record.flag(self.main.higher_is_better),
             Tag.LENGTH_FACT: self.spec.length_fact or "",
-        }
+        } | record.scale_tags({m.name: m.scale for m in self.spec.metrics})
 
     def log_params(self) -> dict:
         """The config flattened, the architecture, the parameter counts (own and per cell) and the task's facts."""

@@ -41,9 +41,10 @@ def run_suite(suite: SuiteConfig, console: Console | None = None, runs: list[Run
     }
     pending = [r for r in runs if r.run_key() not in finished]
     skipped = len(runs) - len(pending)
+    grid = len(suite.tasks) * len(suite.models) * len(suite.seeds)
+    shape = f" ({len(suite.tasks)} tasks x {len(suite.models)} models x {len(suite.seeds)} seeds)" if len(runs) == grid else ""
     console.print(
-        f"suite [bold]{suite.name}[/]: {len(runs)} runs ({len(suite.tasks)} tasks x {len(suite.models)} models x "
-        f"{len(suite.seeds)} seeds), {skipped} already finished in MLflow, {len(pending)} to run. "
+        f"suite [bold]{suite.name}[/]: {len(runs)} runs{shape}, {skipped} already finished in MLflow, {len(pending)} to run. "
         f"Tracking: {suite.tracking.tracking_uri} (experiment '{suite.tracking.experiment}')"
     )
     tags = {record.Tag.SUITE: suite.name, record.Tag.SUITE_JOBS: str(suite.jobs)}

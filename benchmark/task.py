@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor
 
 from benchmark.registry import Registry
+from benchmark.scales import Scale, default_scale
 
 
 class InputKind(str, Enum):
@@ -54,9 +55,17 @@ LossFn = Callable[[Tensor, Batch], Tensor]
 
 @dataclass(frozen=True)
 class Metric:
+    """A named per-example metric; ``scale`` (see ``benchmark.scales``) defaults by kind: errors are
+    ratios, accuracies proportions. Name one for anything else (``scales.DIFFERENCE``)."""
+
     name: str
     fn: MetricFn
     higher_is_better: bool
+    scale: Scale | None = None
+
+    def __post_init__(self):
+        if self.scale is None:
+            object.__setattr__(self, "scale", default_scale(self.higher_is_better))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from benchmark.report import build_report
 from benchmark.report.collect import collect
 from benchmark.report.plots import pareto_front
 from benchmark.report.screenshot import dump_dom, find_browser, screenshot
-from benchmark.report.stats import PAIRED, WELCH, Comparison, compare, holm, mean_ci, ratio_ci
 from benchmark.runner import execute_run
 from benchmark.suite import run_suite
 
@@ -90,48 +89,6 @@ def _fake_sweep(mlflow: MlflowClient, exp: str, root: Path) -> None:
 # ----------------------------------------------------------------------------- statistics on known numbers
 
 
-def test_mean_ci_matches_hand_computed_t_interval():
-    mean, lo, hi = mean_ci([1.0, 2.0, 3.0, 4.0])
-    half = 3.182446305284263 * math.sqrt(5 / 3) / 2  # t(0.975, df=3) * s / sqrt(n), s^2 = 5/3
-    assert mean == 2.5 and lo == pytest.approx(2.5 - half) and hi == pytest.approx(2.5 + half)
-    assert math.isnan(mean_ci([1.0])[1])
-
-
-def test_paired_t_test_by_seed_matches_closed_form():
-    c = compare({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 4.0, 2: 6.0})
-    # differences -1, -2, -3: t = -2 / (1 / sqrt 3); with 2 df the two-sided p is 1 - |t| / sqrt(t^2 + 2)
-    t = 2 * math.sqrt(3)
-    assert (c.test, c.n, c.diff) == (PAIRED, 3, -2.0)
-    assert c.p == pytest.approx(1 - t / math.sqrt(t * t + 2))
-
-
-def test_welch_when_seeds_differ_matches_hand_computed():
-    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 9.0]
-    c = compare(dict(enumerate(a)), {10 + i: v for i, v in enumerate(b)})
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    t = (np.mean(a) - np.mean(b)) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    assert c.test == WELCH
-    assert c.p == pytest.approx(2 * stats.t.sf(abs(t), df))
-
-
-def test_holm_adjustment():
-    cs = [Comparison(PAIRED, 2, 0.0, p) for p in (0.01, 0.04, 0.03, math.nan)]
-    holm(cs)
-    # sorted 0.01, 0.03, 0.04 -> 3*0.01, max(0.03, 2*0.03), max(0.06, 1*0.04); untested stays NaN
-    assert [c.p_holm for c in cs[:3]] == pytest.approx([0.03, 0.06, 0.06])
-    assert math.isnan(cs[3].p_holm)
-    assert [c.significant for c in cs[:3]] == [True, False, False]
-
-
-def test_ratio_ci_is_a_t_interval_of_log_ratios():
-    r, lo, hi, test = ratio_ci({0: 2.0, 1: 8.0}, {0: 1.0, 1: 2.0})  # per-seed ratios 2 and 4
-    half = 12.706204736174707 * (math.log(2) / math.sqrt(2)) / math.sqrt(2)
-    assert test == PAIRED
-    assert r == pytest.approx(2**1.5)
-    assert (lo, hi) == pytest.approx((math.exp(1.5 * math.log(2) - half), math.exp(1.5 * math.log(2) + half)))
-
-
 def test_pareto_front():
     cost = np.array([1.0, 2.0, 3.0, 2.5])
     mse = np.array([0.5, 0.2, 0.1, 0.3])  # the last is beaten by the second on both
@@ -156,7 +113,8 @@ def test_tables_match_the_recorded_metrics(report):
     for row in table.itertuples():
         mine = recorded[(recorded.task_label == row.task_label) & (recorded.model == row.model)]
         assert row.n == len(mine)
-        assert row.mean == pytest.approx(mine.value.mean())
+        assert row.center == pytest.approx(stats.gmean(mine.value))  # mse is an error: ratio scale, geometric mean
+        assert row.scale == "ratio" and (math.isnan(row.ci_low) or 0 < row.ci_low <= row.center <= row.ci_high)
         assert row.param_count == mine.params.iloc[0]
         assert row.throughput_seq_per_s == pytest.approx(mine.seq_s.mean())
         assert row.baseline == pytest.approx(1 / 6)
@@ -164,10 +122,10 @@ def test_tables_match_the_recorded_metrics(report):
     for label, t in table.groupby("task_label"):
         assert (t.status == "best").sum() == 1
         best = t[t.status == "best"].iloc[0]
-        assert (t["mean"] >= best["mean"]).all()  # mse: lower is better
+        assert (t["center"] >= best["center"]).all()  # mse: lower is better
     lone = table[(table.task_label == "adding[seq_len=8]") & (table.model == "lstm")].iloc[0]
     assert lone.n == 1 and math.isnan(lone.ci_low)
-    assert "paired t-test" in report.md and "Holm" in report.md
+    assert "TOST" in report.md and "Holm" in report.md and "geometric mean" in report.md
 
 
 def test_failed_and_missing_runs_are_listed(report):
@@ -336,8 +294,11 @@ def test_depth_and_direction_verdict_on_known_numbers():
         for seed, v in enumerate(values)
     ]
     v = structure(Evidence(pd.DataFrame(rows), pd.DataFrame(), []))
-    assert v.answer.startswith("Helps: bigru vs gru on t[x=1]") and "other 1 of 2" in v.answer
-    assert v.evidence[1].endswith("no significant difference")
+    assert v.answer == ("Helps: bigru vs gru on t[x=1]; equivalent within the margin: gru-2l vs gru on t[x=1]; "
+                        "undecided in the other 0 of 2.")  # fmt: skip
+    assert "equivalent within ±10 %" in v.evidence[1]  # mse ratio 1.01 on every seed: inside the default margin
+    strict = structure(Evidence(pd.DataFrame(rows), pd.DataFrame(), [], margins={"mse": 0.0}))
+    assert strict.answer.endswith("undecided in the other 1 of 2.") and "seeds would likely decide it" in strict.evidence[1]
 
 
 def test_speed_verdict_names_the_settled_direction_on_known_numbers():
@@ -354,7 +315,12 @@ def test_speed_verdict_names_the_settled_direction_on_known_numbers():
     clear = rows("t[x=1]", [600, 640, 620], [1000, 1010, 990])  # LSTM faster on every seed
     noisy = rows("t[x=2]", [600, 1400, 900], [1000, 700, 1100])  # ratio's CI spans 1
     v = speed(Evidence(pd.DataFrame(clear + noisy), pd.DataFrame(), []))
-    assert v.answer == "No, on cpu: GRU trains slower in 1 of 2 settings (throughput-ratio CI excludes 1; the rest undecided)."
-    assert speed(Evidence(pd.DataFrame(noisy), pd.DataFrame(), [])).answer.startswith("Inconclusive")
+    assert v.answer.startswith("On cpu: 1 layer, unidirectional (gru vs lstm): lstm faster: pooled effect")
+    assert "per setting 0 won, 0 equivalent, 1 lost, 1 undecided." in v.answer
+    assert v.evidence[0].startswith("t[x=1], gru vs lstm (training seq/s, hidden 8 vs 8): lstm faster: ratio 0.62")
+    assert "undecided" in v.evidence[1] and v.evidence[1].endswith("more than 1000 seeds would be needed")  # ratio 0.99, wide
+    alone = speed(Evidence(pd.DataFrame(noisy), pd.DataFrame(), []))
+    assert ": undecided: pooled effect" in alone.answer and "0 won, 0 equivalent, 0 lost, 1 undecided" in alone.answer
     faster = rows("t[x=3]", [1000, 1010, 990], [600, 640, 620])
-    assert speed(Evidence(pd.DataFrame(clear + faster), pd.DataFrame(), [])).answer.startswith("It depends on the task")
+    split = speed(Evidence(pd.DataFrame(clear + faster), pd.DataFrame(), [])).answer
+    assert "1 won, 0 equivalent, 1 lost" in split and "it depends on the task" in split

@@ -13,11 +13,12 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from benchmark import record
+from benchmark import record, until_decided
 from benchmark.config import load_run_config, load_suite_config, load_yaml
 from benchmark.models import MODELS
 from benchmark.record import Tag
 from benchmark.runner import execute_run
+from benchmark.scales import default_scale
 from benchmark.sweep import load_sweep_config, run_sweep
 from benchmark.task import TASKS, create_task
 from tests.conftest import REPO_ROOT
@@ -58,6 +59,14 @@ def test_every_registered_task_trains(name, tmp_path, store):
     run = MlflowClient(store).get_run(result.run_id)
     assert {k: v for k, v in run.data.params.items() if k.startswith(record.FACT_PREFIX)} == record.fact_params(spec.extra)
     assert run.data.tags[Tag.LENGTH_FACT] == (spec.length_fact or "")
+    for metric in spec.metrics:  # each metric's scale: its kind's default unless named, recorded with its range
+        assert metric.scale is (default_scale(metric.higher_is_better) if metric.name not in NAMED_SCALES else NAMED_SCALES[metric.name])
+        assert run.data.tags[record.metric_scale(metric.name)] == metric.scale.name
+        assert run.data.tags[record.metric_range(metric.name)] == metric.scale.range_text
+        assert metric.scale.in_range(run.data.metrics[record.on_test(metric.name)])
+
+
+NAMED_SCALES: dict = {}  # metric name -> the scale a task names instead of its kind's default (none today)
 
 
 def _write(tmp_path, data: dict):
@@ -95,6 +104,7 @@ def test_every_shipped_config_loads_and_trains(config, tmp_path, store):
         MODELS.get(m)
     small = {**raw, "tasks": [tiny(t, tmp_path) for t in raw["tasks"]], "train": {**raw.get("train", {}), **short},
              "tracking": tracking, "seeds": suite.seeds[:1], "jobs": 1}  # fmt: skip
+    until_decided.check_suite(load_suite_config(_write(tmp_path, {**small, "seeds": suite.seeds})))  # margins, max_seeds
     runs = load_suite_config(_write(tmp_path, small)).runs()  # one seed: task-major, then models
     models = len(suite.models)
     chosen = [r for i, r in enumerate(runs) if i < models or i % models == 0]  # every model once, every task once

@@ -11,23 +11,42 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.config import ConfigError
+
+from benchmark.decide import ALPHA, LEVEL, Design, margin_for
+from benchmark.decide.margins import MarginConfig, check, merged, recorded_margins
+from benchmark.decide.matched import ACCURACY, SPEED, PairDecision
+from benchmark.decide.paired import BOOTSTRAP_MIN_SEEDS, margin_text
+from benchmark.record import ExperimentTag
 from benchmark.report import plots
 from benchmark.report.collect import Collection, collect, length_axis, val_curves
 from benchmark.report.render import Block, Bullets, Heading, Image, Para, Table, markdown, to_html
-from benchmark.report.stats import ALPHA, LEVEL, PAIRED, WELCH
 from benchmark.report.tables import by_label, model_table
 from benchmark.report.verdicts import BREAKDOWN_MARGIN, Evidence, Verdict, all_verdicts, breakdown, fmt
 
-METHOD = (
-    f"Main metric: the test set, scored with each run's best-validation checkpoint. Mean and {LEVEL:.0%} confidence "
-    "interval over seeds (t-distribution). Each variant is tested against the best of its task setting: "
-    f"{PAIRED} by seed where both ran the same seeds, {WELCH} otherwise; p-values Holm-Bonferroni-corrected across "
-    f"the comparisons within the task setting; 'not significantly worse' means adjusted p >= {ALPHA}. "
-    "With 2 seeds a paired test has 1 degree of freedom, so only large, consistent gaps reach significance. "
-    "Throughput: training sequences per second, validation excluded. Peak memory: CUDA allocator peak on GPU, "
-    "process peak RSS on CPU, which includes the Python runtime and, for runs of one suite process, is the "
-    "high-water mark of every run before it."
-)
+INTERVALS = ("t", "bootstrap")
+
+
+def _method(design: Design, margins_used: str, interval: str) -> str:
+    """How every number of the per-setting tables and verdicts was computed (see ``benchmark.decide``)."""
+    boot = (f"; with --interval bootstrap, where a variant has {BOOTSTRAP_MIN_SEEDS}+ seeds, the percentile interval of "
+            "10,000 seed resamples instead (the table says which)") if interval == "bootstrap" else ""  # fmt: skip
+    return (
+        "Main metric: the test set, scored with each run's best-validation checkpoint. Per variant: the geometric mean over "
+        "seeds for errors (ratio scale) or the mean for accuracies (proportions), with a "
+        f"{LEVEL:.0%} interval that stays inside the metric's range: the t-interval of log values for errors, the "
+        f"t-interval intersected with [0, 1] for accuracies{boot}. Comparisons are by seed: the ratio of geometric means "
+        "(errors, throughput) or the difference in points (accuracies), with its "
+        f"{LEVEL:.0%} t-interval. A comparison is *equivalent* when two one-sided t-tests (TOST, alpha {ALPHA}) put the "
+        f"difference inside the equivalence margin, else *better* when the paired t-test of no difference rejects "
+        f"(alpha {ALPHA}), else *undecided*, with the seeds that would likely decide it: the smallest n at which a "
+        "fixed-sample test at alpha / (comparisons in the family) has 80 % power if the observed mean difference and "
+        "spread were the truth (an estimate). Holm's correction within each family (one task setting, one question). "
+        f"Sequential design: {design.describe()}. Margins: {margins_used}. Each variant is also compared with the best of "
+        "its task setting (descriptive: the best was picked from the same data). Throughput: training sequences per "
+        "second, validation excluded. Peak memory: CUDA allocator peak on GPU, process peak RSS on CPU, which includes "
+        "the Python runtime and, for runs of one suite process, is the high-water mark of every run before it."
+    )
 
 
 def _provenance(runs: pd.DataFrame) -> str:
@@ -44,31 +63,33 @@ def _provenance(runs: pd.DataFrame) -> str:
 
 
 def _ci(row) -> str:
-    return f"[{fmt(row.ci_low)}, {fmt(row.ci_high)}]" if not math.isnan(row.ci_low) else "n/a (1 seed)"
-
-
-def _vs_best(row) -> str:
-    if row.status == "best":
-        return "best"
-    if row.status == "not tested":
-        return row.vs_best_test or "not tested"
-    return f"{row.status} (p = {fmt(row.vs_best_p, 2)}, adj. {fmt(row.vs_best_p_holm, 2)})"
+    if math.isnan(row.ci_low):
+        return "n/a (1 seed)" if row.n == 1 else "n/a"
+    return f"[{fmt(row.ci_low)}, {fmt(row.ci_high)}]"
 
 
 def _model_block(t: pd.DataFrame) -> Table:
     metric, higher = t.metric.iloc[0], bool(t.higher_is_better.iloc[0])
+    center = "geometric mean" if t.scale.iloc[0] == "ratio" else "mean"
+    methods = sorted(set(t.interval) - {""})
     header = [
-        "model", f"test {metric} {'↑' if higher else '↓'} (mean)", f"{LEVEL:.0%} CI", "n seeds", "params", "hidden",
-        "train seq/s", "train time s", "wall time s", "peak memory MB", "vs best",
+        "model", f"test {metric} {'↑' if higher else '↓'} ({center})", f"{LEVEL:.0%} interval ({', '.join(methods)})",
+        "n seeds", "params", "hidden", "train seq/s", "train time s", "wall time s", "peak memory MB", "vs best",
     ]  # fmt: skip
     rows = [
-        [r.model, fmt(r.mean), _ci(r), str(r.n), f"{r.param_count:,}" if r.param_count else "-", str(r.hidden),
+        [r.model, fmt(r.center), _ci(r), str(r.n), f"{r.param_count:,}" if r.param_count else "-", str(r.hidden),
          f"{r.throughput_seq_per_s:,.0f}", fmt(r.train_time_s, 3), fmt(r.wall_time_s, 3), f"{r.peak_memory_mb:,.0f}",
          _vs_best(r)]  # fmt: skip
         for r in t.itertuples()
     ]
     rows.append(["*trivial baseline*", fmt(t.baseline.iloc[0])] + [""] * (len(header) - 2))
     return Table(header, rows, frozenset(i for i, r in enumerate(t.itertuples()) if r.status == "best"))
+
+
+def _vs_best(row) -> str:
+    if row.status == "best" or not row.vs_best_reason:
+        return row.status
+    return f"{row.status}: {row.vs_best_reason.split(': ', 1)[-1]}"
 
 
 def _short(value: str) -> str:
@@ -85,20 +106,49 @@ def _runs_line(c: Collection) -> str:
     return f"Tracking store `{c.tracking_uri}`, experiment `{c.experiment}`: {len(c.runs)} runs ({parts or 'none'}){sweeps}."
 
 
-def build_report(tracking_uri: str, experiment: str, out: Path) -> list[Path]:
-    """Write report.md, report.html, plots/*.png and *.csv under ``out``; returns the paths written."""
+def build_report(tracking_uri: str, experiment: str, out: Path, margins: MarginConfig | None = None,
+                 interval: str = "t") -> list[Path]:  # fmt: skip
+    """Write report.md, report.html, plots/*.png and *.csv under ``out``; returns the paths written.
+
+    ``margins`` override those the suite recorded on the experiment (``benchmark.decide.margins``);
+    ``interval``: ``t`` or ``bootstrap`` (per-variant intervals, where n >= 5).
+    """
+    if interval not in INTERVALS:
+        raise ConfigError(f"--interval '{interval}': choose one of {', '.join(INTERVALS)}")
     c = collect(tracking_uri, experiment)
+    finished = c.finished
+    if margins:
+        check(margins, {t: set(g.main_metric) for t, g in finished.groupby("task")} if not finished.empty else {}, "--margin")
+    used = merged(recorded_margins(c.tags), margins or {})
+    design = Design.from_json(c.tags.get(ExperimentTag.DESIGN))
     figs = out / "plots"
     figs.mkdir(parents=True, exist_ok=True)
     for stale in figs.glob("*.png"):  # a rebuild must not keep figures of runs since removed
         stale.unlink()
-    finished = c.finished
-    table = model_table(finished) if not finished.empty else pd.DataFrame()
-    verdicts = all_verdicts(Evidence(finished, table, c.sweeps))
-    doc = _header(c, experiment) + _verdict_section(verdicts) + _settings_section(c, table, figs)
+    table = model_table(finished, used, interval) if not finished.empty else pd.DataFrame()
+    ev = Evidence(finished, table, c.sweeps, used, design)
+    verdicts = all_verdicts(ev)
+    method = _method(design, _margins_used(finished, used, bool(recorded_margins(c.tags)), bool(margins)), interval)
+    doc = _header(c, experiment) + _verdict_section(verdicts, figs) + _settings_section(c, table, figs, method)
     length_blocks, length_tables = _length_sections(finished, figs)
     doc += length_blocks + _sweeps_section(c, figs) + _excluded_section(c.excluded)
-    return _write(out, experiment, doc, c, table, length_tables, verdicts)
+    decisions = ev.decisions(ACCURACY) + ev.decisions(SPEED)
+    return _write(out, experiment, doc, c, table, length_tables, verdicts, decisions)
+
+
+def _margins_used(finished: pd.DataFrame, margins: MarginConfig, recorded: bool, given: bool) -> str:
+    """Each task's main-metric and throughput margins, and where they came from."""
+    if finished.empty:
+        return "none used"
+    parts = []
+    for task, runs in finished.groupby("task"):
+        metric, scale, _ = ACCURACY.metric(runs)
+        tp, tp_scale, _ = SPEED.metric(runs)
+        parts.append(f"{task}: {metric} {margin_text(scale, margin_for(margins, task, metric, scale))}, "
+                     f"throughput {margin_text(tp_scale, margin_for(margins, task, tp, tp_scale))}")  # fmt: skip
+    source = ("--margin given to the report" if given else "") + (" over " if given and recorded else "")
+    source += "the suite's report.margins" if recorded else ("" if given else "the defaults")
+    return "; ".join(parts) + f" ({source})"
 
 
 def _header(c: Collection, experiment: str) -> list[Block]:
@@ -110,22 +160,27 @@ def _header(c: Collection, experiment: str) -> list[Block]:
     ]
 
 
-def _verdict_section(verdicts: list[Verdict]) -> list[Block]:
+def _verdict_section(verdicts: list[Verdict], figs: Path) -> list[Block]:
     doc: list[Block] = [Heading("Verdicts")]
     for v in verdicts:
         doc.append(Para(f"**{v.question}** {v.answer}"))
         if v.evidence:
             doc.append(Bullets(v.evidence))
+        if v.pooled:
+            title = f"{v.question}\neach task setting (95 % t-interval) and the pooled random-effects estimate (95 %)"
+            fig = plots.forest(v.pooled, title, figs / f"forest_{plots.slug(v.pooled[0].question)}.png")
+            if fig is not None:
+                doc.append(Image(fig, f"forest plot: {v.question}"))
     return doc
 
 
-def _settings_section(c: Collection, table: pd.DataFrame, figs: Path) -> list[Block]:
-    """Per task setting: the model table with its tests, validation curves, metric vs cost."""
+def _settings_section(c: Collection, table: pd.DataFrame, figs: Path, method: str) -> list[Block]:
+    """Per task setting: the model table with its comparisons, validation curves, metric vs cost."""
     if table.empty:
         return []
     finished = c.finished
     curves = val_curves(c.tracking_uri, finished)
-    doc: list[Block] = [Heading("Results per task setting"), Para(METHOD)]
+    doc: list[Block] = [Heading("Results per task setting"), Para(method)]
     for label, t in by_label(table):
         runs = finished[finished.task_label == label]
         doc += [
@@ -151,16 +206,16 @@ def _length_sections(finished: pd.DataFrame, figs: Path) -> tuple[list[Block], l
         axis = length_axis(runs)
         if axis is None:
             continue
-        bt = breakdown(runs, axis).assign(task=task, axis=axis.name)
+        bt = breakdown(runs, axis).assign(task=task, axis=axis.name, scale=ACCURACY.metric(runs)[1].name)
         tables.append(bt)
         fig = plots.metric_vs_length(bt, axis.name, task, runs.main_metric.iloc[0], bool(runs.higher_is_better.iloc[0]),
                                      figs / f"length_{plots.slug(task)}.png")  # fmt: skip
         doc += [
             Heading(f"{task}: metric vs {axis.name}", 2),
             Para(f"A variant falls to its baseline at the first {axis.name} where it beats the trivial baseline by less "
-                 f"than {BREAKDOWN_MARGIN:.0%} (mean over seeds)."),  # fmt: skip
-            Table(["model", axis.name, "mean", f"{LEVEL:.0%} CI", "baseline", "gain over baseline", "beats baseline"],
-                  [[r.model, fmt(r.length), fmt(r.mean), _ci(r), fmt(r.baseline), f"{r.gain:.0%}",
+                 f"than {BREAKDOWN_MARGIN:.0%} ({plots.center_name(bt)} over seeds)."),  # fmt: skip
+            Table(["model", axis.name, plots.center_name(bt), f"{LEVEL:.0%} interval", "baseline", "gain over baseline", "beats baseline"],
+                  [[r.model, fmt(r.length), fmt(r.center), _ci(r), fmt(r.baseline), f"{r.gain:.0%}",
                     "yes" if r.beats_baseline else "**no**"] for r in bt.sort_values(["model", "length"]).itertuples()]),  # fmt: skip
             Image(fig, f"{task} metric vs length"),
         ]
@@ -200,7 +255,7 @@ def _excluded_section(excluded: pd.DataFrame) -> list[Block]:
 
 
 def _write(out: Path, experiment: str, doc: list[Block], c: Collection, table: pd.DataFrame,
-           length_tables: list[pd.DataFrame], verdicts: list[Verdict]) -> list[Path]:  # fmt: skip
+           length_tables: list[pd.DataFrame], verdicts: list[Verdict], decisions: list[PairDecision]) -> list[Path]:  # fmt: skip
     written = [out / "report.md", out / "report.html", out / "runs.csv", out / "models.csv", out / "excluded_runs.csv"]
     written[0].write_text(markdown(doc, out))
     written[1].write_text(to_html(doc, f"rnnbench report: {experiment}"))
@@ -214,4 +269,33 @@ def _write(out: Path, experiment: str, doc: list[Block], c: Collection, table: p
     pd.DataFrame([{"question": v.question, "answer": v.answer, "evidence": " | ".join(v.evidence)} for v in verdicts]).to_csv(
         written[-1], index=False
     )
+    written.append(out / "decisions.csv")
+    pd.DataFrame([_decision_row(d) for d in decisions], columns=DECISION_COLUMNS).to_csv(written[-1], index=False)
+    written.append(out / "overall.csv")
+    pd.DataFrame([_pooled_row(v.question, p) for v in verdicts for p in v.pooled], columns=OVERALL_COLUMNS).to_csv(
+        written[-1], index=False
+    )
     return written + sorted((out / "plots").glob("*.png"))
+
+
+DECISION_COLUMNS = ["task_label", "pair", "pair_type", "question", "metric", "scale", "margin", "design", "n", "looks",
+                    "estimate", "ci_low", "ci_high", "p_difference", "p_equivalence", "family", "verdict", "seeds_needed",
+                    "reason"]  # fmt: skip
+OVERALL_COLUMNS = ["question", "pair_type", "a", "b", "k", "effect_margins", "ci_low", "ci_high", "tau2", "i2",
+                   "p_difference", "p_equivalence", "verdict", "wins", "equivalent", "losses", "undecided", "reason"]  # fmt: skip
+
+
+def _decision_row(d: PairDecision) -> dict:
+    x = d.decision
+    return {"task_label": d.label, "pair": d.pair.name, "pair_type": d.pair.kind, "question": d.question.name,
+            "metric": d.metric, "scale": x.scale.name, "margin": x.margin, "design": x.design.describe(), "n": x.n,
+            "looks": x.looks, "estimate": x.estimate, "ci_low": x.ci_low, "ci_high": x.ci_high,
+            "p_difference": x.p_difference, "p_equivalence": x.p_equivalence, "family": x.family,
+            "verdict": x.verdict.value, "seeds_needed": x.seeds_needed, "reason": x.reason}  # fmt: skip
+
+
+def _pooled_row(question: str, p) -> dict:
+    m = p.meta
+    return {"question": question, "pair_type": p.kind, "a": p.a, "b": p.b, "k": m.k, "effect_margins": m.estimate,
+            "ci_low": m.ci_low, "ci_high": m.ci_high, "tau2": m.tau2, "i2": m.i2, "p_difference": p.p_difference,
+            "p_equivalence": p.p_equivalence, "verdict": p.verdict.value, **p.tally, "reason": p.reason}  # fmt: skip

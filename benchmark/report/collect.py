@@ -56,6 +56,7 @@ class Collection:
     tracking_uri: str
     runs: pd.DataFrame  # every ordinary run, whatever its status
     sweeps: list[Sweep] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)  # the experiment's (margins, sequential design)
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -116,6 +117,7 @@ def run_row(run) -> dict:
         **{t: tags.get(t, "") for t in record.RUN_TAGS},
         Tag.SEED: int(tags[Tag.SEED]) if tags.get(Tag.SEED, "").lstrip("-").isdigit() else -1,
         Tag.HIGHER_IS_BETTER: record.is_true(tags.get(Tag.HIGHER_IS_BETTER)),
+        "scale": tags.get(record.metric_scale(main), ""),  # empty on runs from before scales were tagged
         "value": metrics.get(record.on_test(main), float("nan")),
         "best_val": metrics.get(record.best_val(main), float("nan")),
         "baseline": metrics.get(record.baseline(main), float("nan")),
@@ -246,7 +248,7 @@ def collect(tracking_uri: str, experiment: str) -> Collection:
     sweeps = _sweeps(mlflow, exp_id)
     if runs.empty and not sweeps:
         raise ConfigError(f"experiment '{experiment}' at {tracking_uri} holds no runs; run a suite into it first")
-    return Collection(experiment, tracking_uri, runs, sweeps)
+    return Collection(experiment, tracking_uri, runs, sweeps, dict(mlflow.get_experiment(exp_id).tags))
 
 
 def val_curves(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:

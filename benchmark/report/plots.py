@@ -30,7 +30,7 @@ def _log_if_wide(ax, values) -> None:
 
 def _spread(t: pd.DataFrame) -> np.ndarray:
     """Error bars from the seeds' min to max: with 2 seeds a 95 % t interval is 12.7 s.d. wide and hides the data."""
-    return np.vstack([t["mean"] - t["min"], t["max"] - t["mean"]])
+    return np.vstack([t["center"] - t["min"], t["max"] - t["center"]]).clip(min=0)
 
 
 def _save(fig, path: Path) -> Path:
@@ -38,6 +38,10 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def center_name(table: pd.DataFrame) -> str:
+    return "geometric mean" if "scale" in table and (table["scale"] == "ratio").all() else "mean"
 
 
 def slug(text: str) -> str:
@@ -73,16 +77,16 @@ def metric_vs_length(table: pd.DataFrame, axis: str, task: str, metric: str, hig
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for model, g in table.groupby("model", sort=False):
         g = g.sort_values("length")
-        bar = ax.errorbar(g.length, g["mean"], yerr=_spread(g), marker="o", capsize=3, label=model)
+        bar = ax.errorbar(g.length, g["center"], yerr=_spread(g), marker="o", capsize=3, label=model)
         fails = g[~g.beats_baseline]
         if len(fails):
             first = fails.iloc[0]
-            ax.plot(first.length, first["mean"], "x", ms=12, mew=2.5, color=bar[0].get_color())
+            ax.plot(first.length, first["center"], "x", ms=12, mew=2.5, color=bar[0].get_color())
     base = table.groupby("length").baseline.first()
     ax.plot(base.index, base.values, "k--", lw=1, label="trivial baseline")
-    _log_if_wide(ax, list(table["mean"]) + list(base.values))
+    _log_if_wide(ax, list(table["center"]) + list(base.values))
     ax.set(xlabel=axis, ylabel=f"test {metric} ({_arrow(higher)})",
-           title=f"{task}: test {metric} vs {axis}, mean (bars: min-max over seeds)\n"
+           title=f"{task}: test {metric} vs {axis}, {center_name(table)} (bars: min-max over seeds)\n"
                  f"x: first length where it beats the baseline by less than {BREAKDOWN_MARGIN:.0%}")  # fmt: skip
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
@@ -102,14 +106,14 @@ def pareto_front(cost: np.ndarray, metric: np.ndarray, higher: bool) -> np.ndarr
 
 def metric_vs_cost(table: pd.DataFrame, path: Path) -> Path | None:
     """Mean test metric against parameter count and against training time, Pareto front marked."""
-    t = table.dropna(subset=["mean"])
+    t = table.dropna(subset=["center"])
     if t.empty:
         return None
     metric, higher = t.metric.iloc[0], bool(t.higher_is_better.iloc[0])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     costs = (("param_count", "parameters"), ("train_time_s", "training time (s, mean over seeds)"))
     for ax, (col, label) in zip(axes, costs):
-        cost, value = t[col].astype(float).to_numpy(), t["mean"].to_numpy()
+        cost, value = t[col].astype(float).to_numpy(), t["center"].to_numpy()
         front = pareto_front(cost, value, higher)
         ax.errorbar(cost, value, yerr=_spread(t), fmt="o", color="tab:blue", capsize=3, alpha=0.7)
         order = np.argsort(cost[front])
@@ -124,7 +128,7 @@ def metric_vs_cost(table: pd.DataFrame, path: Path) -> Path | None:
         ax.set(xlabel=label, ylabel=f"test {metric} ({_arrow(higher)})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    what = f"test {metric} vs cost (mean; bars: min-max over seeds; red: Pareto front)"
+    what = f"test {metric} vs cost ({center_name(t)}; bars: min-max over seeds; red: Pareto front)"
     fig.suptitle(f"{t.task_label.iloc[0]}\n{what}", fontsize=10)
     return _save(fig, path)
 
@@ -158,4 +162,42 @@ def optimization_history(sweep, path: Path) -> Path | None:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def forest(answers: list, title: str, path: Path) -> Path | None:
+    """Forest plot: each task setting's effect in margins (95 % interval) and each pair type's pooled
+    estimate (diamond), with the equivalence region (|effect| < 1 margin) shaded."""
+    rows = []  # (label, effect, low, high, pooled?)
+    for p in answers:
+        rows.append((f"{p.kind} ({p.a} vs {p.b})", None, None, None, "header"))
+        for s in p.studies:
+            if s.usable:
+                low, high = s.interval()
+                rows.append((f"  {s.label}  (n={s.decision.n})", s.effect, low, high, "study"))
+            else:
+                rows.append((f"  {s.label}  (not pooled)", None, None, None, "note"))
+        if p.meta.k:
+            rows.append(("  pooled (random effects)", p.meta.estimate, p.meta.ci_low, p.meta.ci_high, "pooled"))
+    if not any(r[1] is not None for r in rows):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.36 * len(rows) + 1.6))
+    ax.axvspan(-1, 1, color="tab:green", alpha=0.12, label="equivalent (within the margin)")
+    ax.axvline(0, color="black", lw=1)
+    for i, (label, effect, low, high, what) in enumerate(rows):
+        y = len(rows) - i
+        if what == "study":
+            ax.errorbar(effect, y, xerr=[[effect - low], [high - effect]], fmt="s", color="tab:blue", capsize=3, ms=5)
+        elif what == "pooled":
+            ax.fill([low, effect, high, effect], [y, y + 0.3, y, y - 0.3], color="tab:red")
+    ax.set_yticks([len(rows) - i for i in range(len(rows))], [r[0] for r in rows], fontsize=8)
+    for tick, r in zip(ax.get_yticklabels(), rows):
+        if r[4] == "header":
+            tick.set_fontweight("bold")
+    first = answers[0]
+    ax.set(xlabel=f"effect in equivalence margins (> 0: {first.a.split(' ')[0]} {first.better}; < 0: {first.b.split(' ')[0]} {first.better})",
+           title=title)  # fmt: skip
+    ax.title.set_fontsize(10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)

@@ -1,4 +1,4 @@
-"""Per task setting: one row per model variant, with its CI over seeds and its test against the best."""
+"""Per task setting: one row per model variant, its typical value over seeds, and its comparison with the best."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import re
 
 import pandas as pd
 
-from benchmark.report.stats import Comparison, compare, holm, mean_ci
+from benchmark.decide import Verdict, adjust, compare_paired, location, margin_for
+from benchmark.decide.margins import MarginConfig
+from benchmark.decide.matched import ACCURACY, seed_values
 
 
 def natural_key(label: str) -> list:
@@ -21,40 +23,44 @@ def by_label(runs: pd.DataFrame):
         yield label, runs[runs.task_label == label]
 
 
-def seed_values(runs: pd.DataFrame, column: str = "value") -> dict[int, float]:
-    return dict(zip(runs.seed.astype(int), runs[column].astype(float)))
+def model_table(finished: pd.DataFrame, margins: MarginConfig, interval: str = "t") -> pd.DataFrame:
+    """Rows (task_label, model) from the finished runs; the best marked, each other compared with it.
 
-
-def model_table(finished: pd.DataFrame) -> pd.DataFrame:
-    """Rows (task_label, model) from the finished runs; best marked, the rest tested against it.
-
-    The comparisons within one task setting form one family for Holm's correction.
+    The center is the geometric mean (ratio scale) or mean over seeds, its interval from
+    ``benchmark.decide.location`` (``interval``: t, or bootstrap where n >= 5). Each variant is
+    compared with the best by seed (``compare_paired``, fixed sample, the task's margin); the
+    comparisons within one task setting form one family for Holm's correction. Picking the best
+    from the same data makes these comparisons descriptive: they say which variants the data
+    cannot separate from the best, not a pre-planned test.
     """
     rows = []
     for label, task in by_label(finished):
-        higher = bool(task.higher_is_better.iloc[0])
+        metric, scale, higher = ACCURACY.metric(task)
+        margin = margin_for(margins, str(task.task.iloc[0]), metric, scale)
         models = {m: g for m, g in task.groupby("model", sort=False)}
-        means = {m: mean_ci(g.value)[0] for m, g in models.items()}
-        ranked = sorted((m for m in models if not math.isnan(means[m])), key=means.get, reverse=higher)
+        spots = {m: location(g.value, scale, interval) for m, g in models.items()}
+        ranked = sorted((m for m in models if not math.isnan(spots[m].center)), key=lambda m: spots[m].center, reverse=higher)
         best = ranked[0] if ranked else None
-        tests: dict[str, Comparison] = {
-            m: compare(seed_values(models[m]), seed_values(models[best])) for m in ranked[1:]
-        }
-        holm(list(tests.values()))
+        others = ranked[1:]
+        decisions = dict(zip(others, adjust([
+            compare_paired(seed_values(models[m], "value"), seed_values(models[best], "value"), scale, margin,
+                           higher_is_better=higher, names=(m, best))
+            for m in others
+        ])))  # fmt: skip
         for m in ranked + [m for m in models if m not in ranked]:
-            g = models[m]
-            mean, lo, hi = mean_ci(g.value)
-            c = tests.get(m)
+            g, spot, d = models[m], spots[m], decisions.get(m)
             rows.append(
                 {
                     "task_label": label,
                     "task": g.task.iloc[0],
                     "model": m,
-                    "metric": g.main_metric.iloc[0],
+                    "metric": metric,
                     "higher_is_better": higher,
-                    "mean": mean,
-                    "ci_low": lo,
-                    "ci_high": hi,
+                    "scale": scale.name,
+                    "center": spot.center,
+                    "ci_low": spot.low,
+                    "ci_high": spot.high,
+                    "interval": spot.method,
                     "min": g.value.min(),
                     "max": g.value.max(),
                     "n": int(g.value.notna().sum()),
@@ -67,19 +73,34 @@ def model_table(finished: pd.DataFrame) -> pd.DataFrame:
                     "wall_time_s": g.wall_time_s.mean(),
                     "peak_memory_mb": g.peak_memory_mb.mean(),
                     "rank": ranked.index(m) + 1 if m in ranked else None,
-                    "vs_best_test": c.test if c else "",
-                    "vs_best_diff": c.diff if c else math.nan,
-                    "vs_best_p": c.p if c else math.nan,
-                    "vs_best_p_holm": c.p_holm if c else math.nan,
-                    "status": _status(m == best, c),
+                    "vs_best": d.verdict.value if d else "",
+                    "vs_best_estimate": d.estimate if d else math.nan,
+                    "vs_best_ci_low": d.ci_low if d else math.nan,
+                    "vs_best_ci_high": d.ci_high if d else math.nan,
+                    "vs_best_p": d.p_difference if d else math.nan,
+                    "vs_best_p_equivalence": d.p_equivalence if d else math.nan,
+                    "vs_best_reason": d.reason if d else "",
+                    "seeds_needed": d.seeds_needed if d else None,
+                    "status": _status(m == best, d),
                 }
             )
     return pd.DataFrame(rows)
 
 
-def _status(is_best: bool, c: Comparison | None) -> str:
+def _status(is_best: bool, d) -> str:
     if is_best:
         return "best"
-    if c is None or math.isnan(c.p):
-        return "not tested"
-    return "worse" if c.significant else "not significantly worse"
+    if d is None:
+        return "not ranked"
+    if d.verdict is Verdict.EQUIVALENT:
+        return f"equivalent to the best ({d.margin_text()})"
+    if d.verdict is Verdict.B_BETTER:
+        return "worse"
+    if d.verdict is Verdict.A_BETTER:
+        return "better on the shared seeds"
+    if d.n < 2:
+        return "not tested (fewer than 2 shared seeds)"
+    if d.seeds_needed is None:
+        return "undecided"
+    more = f"more than {d.seeds_needed - 1}" if d.seeds_needed > 1000 else f"≈ {d.seeds_needed}"
+    return f"undecided (needs {more} seeds)"

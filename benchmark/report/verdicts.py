@@ -1,7 +1,9 @@
 """Short answers to the questions the GRU-vs-LSTM literature keeps asking, each with its evidence.
 
 Every verdict function takes the report's data and returns a ``Verdict``; "inconclusive" is an
-answer when the data do not decide. ``VERDICTS`` lists them in the order the report shows them.
+answer when the data do not decide. ``VERDICTS`` lists them in the order the report shows them:
+the first is the experiment's one answer, GRU vs LSTM across its task settings
+(``benchmark.decide``: three-way decisions per setting, pooled per pair type).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from benchmark import record
+from benchmark.decide import FIXED, Design, Pooled, Verdict as Outcome, adjust, compare_paired, location, margin_for
+from benchmark.decide.margins import MarginConfig
+from benchmark.decide.matched import ACCURACY, SPEED, PairDecision, Question, decide_all, overall, seed_values
 from benchmark.report.collect import LengthAxis, length_axis
-from benchmark.report.stats import ALPHA, compare, holm, mean_ci, ratio_ci
-from benchmark.report.tables import by_label, seed_values
+from benchmark.report.tables import by_label
 
 BREAKDOWN_MARGIN = 0.10  # a variant "falls to its baseline" once it beats it by less than 10 %
 GRU_OVER_LSTM_LAYER = 3 / 4  # gate blocks per layer, GRU 3 vs LSTM 4: torch.nn's weights are 3H vs 4H rows
@@ -26,6 +30,7 @@ class Verdict:
     question: str
     answer: str  # one line; starts with "Inconclusive" when the data do not decide
     evidence: list[str] = field(default_factory=list)
+    pooled: list[Pooled] = field(default_factory=list)  # per pair type, for the forest plot
 
     @property
     def conclusive(self) -> bool:
@@ -34,11 +39,21 @@ class Verdict:
 
 @dataclass
 class Evidence:
-    """What the verdicts read: finished runs, the model table, sweeps."""
+    """What the verdicts read: finished runs, the model table, sweeps, the margins and sequential design."""
 
     finished: pd.DataFrame
     table: pd.DataFrame
     sweeps: list
+    margins: MarginConfig = field(default_factory=dict)
+    design: Design = FIXED
+    _decided: dict = field(default_factory=dict, repr=False)
+
+    def decisions(self, question: Question) -> list[PairDecision]:
+        """The matched GRU-vs-LSTM pairs of every task setting, decided on ``question`` (computed once)."""
+        if question not in self._decided:
+            groups = [runs for _, runs in by_label(self.finished)] if not self.finished.empty else []
+            self._decided[question] = decide_all(groups, question, self.margins, self.design)
+        return self._decided[question]
 
 
 def fmt(x: float, digits: int = 4) -> str:
@@ -47,57 +62,32 @@ def fmt(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
-def _p(c) -> str:
-    if math.isnan(c.p):
-        return c.test
-    return f"{c.test} over {c.n} seeds, p = {fmt(c.p, 2)}, Holm-adjusted p = {fmt(c.p_holm, 2)}"
+def _setting_line(d: PairDecision) -> str:
+    return f"{d.label}, {d.pair.name} ({d.metric}): {d.decision.reason}"
 
 
-def _effect(c, significant: str) -> str:
-    if math.isnan(c.p):
-        return "not tested"
-    return significant if c.significant else "no significant difference"
+def _pooled_line(p: Pooled) -> str:
+    t = p.tally
+    split = "; the settings disagree: it depends on the task" if t["wins"] and t["losses"] else ""
+    return (f"{p.kind} ({p.a} vs {p.b}): {p.reason}; per setting {t['wins']} won, {t['equivalent']} equivalent, "
+            f"{t['losses']} lost, {t['undecided']} undecided{split}")  # fmt: skip
 
 
-def _cell_pairs(task: pd.DataFrame) -> list[tuple[str, str]]:
-    """(gru variant, lstm variant) pairs of equal structure (layers, direction) within a task setting."""
-    shape = {m: (g.cell.iloc[0], g.layers.iloc[0], g.bidirectional.iloc[0]) for m, g in task.groupby("model")}
-    return [
-        (g, l)
-        for g, (gc, *gs) in shape.items()
-        for l, (lc, *ls) in shape.items()
-        if gc == "gru" and lc == "lstm" and gs == ls
-    ]
+NO_PAIRS = "Inconclusive: no task setting has finished runs of a GRU and an LSTM variant of the same layers and direction."
 
 
 # ----------------------------------------------------------------------------- the questions
 
 
-def accuracy(ev: Evidence) -> Verdict:
-    q = "Which is more accurate, GRU or LSTM?"
-    lines, wins = [], []
-    for label, task in by_label(ev.finished):
-        pairs = _cell_pairs(task)
-        tests = [compare(seed_values(task[task.model == g]), seed_values(task[task.model == l])) for g, l in pairs]
-        holm(tests)
-        higher = bool(task.higher_is_better.iloc[0])
-        metric = task.main_metric.iloc[0]
-        for (g, l), c in zip(pairs, tests):
-            mg, ml = task[task.model == g].value.mean(), task[task.model == l].value.mean()
-            better = g if (mg > ml) == higher else l
-            if c.significant:
-                wins.append(task[task.model == better].cell.iloc[0])
-            lines.append(f"{label}: {g} {metric} {fmt(mg)} vs {l} {fmt(ml)} ({_p(c)}): " + _effect(c, f"{better} better"))
-    if not lines:
-        return Verdict(q, "Inconclusive: no task setting has finished runs of both a GRU and an LSTM variant.")
-    if not wins:
-        untested = sum("not tested" in line for line in lines)
-        note = f" ({untested} not testable: fewer than 2 seeds)" if untested else ""
-        return Verdict(q, f"Inconclusive: no significant difference in {len(lines)} comparison(s){note}.", lines)
-    if len(set(wins)) == 1:
-        rest = " (the rest not significant)" if len(wins) < len(lines) else ""
-        return Verdict(q, f"{wins[0].upper()}, significantly, in {len(wins)} of {len(lines)} comparison(s){rest}.", lines)
-    return Verdict(q, "It depends on the task: each cell wins somewhere.", lines)
+def gru_vs_lstm(ev: Evidence) -> Verdict:
+    """The experiment's one answer: per pair type, the pooled main-metric comparison across task settings."""
+    q = "GRU or LSTM: which is better?"
+    decisions = ev.decisions(ACCURACY)
+    if not decisions:
+        return Verdict(q, NO_PAIRS)
+    answers = overall(decisions)
+    lead = "On each setting's test main metric, at the runs' parameter sizes: "
+    return Verdict(q, lead + "; ".join(_pooled_line(p) for p in answers) + ".", [_setting_line(d) for d in decisions], answers)
 
 
 def parameters(ev: Evidence) -> Verdict:
@@ -131,42 +121,34 @@ def parameters(ev: Evidence) -> Verdict:
 
 def speed(ev: Evidence) -> Verdict:
     q = "Is GRU faster to train than LSTM on this hardware?"
-    lines, verdicts = [], []
-    for label, task in by_label(ev.finished):
-        for g, l in _cell_pairs(task):
-            a, b = task[task.model == g], task[task.model == l]
-            r, lo, hi, test = ratio_ci(seed_values(a, "throughput"), seed_values(b, "throughput"))
-            ok = not (math.isnan(lo) or lo <= 1 <= hi)
-            verdicts.append(("faster" if r > 1 else "slower") if ok else "undecided")
-            lines.append(
-                f"{label}: {g} {fmt(a.throughput.mean())} vs {l} {fmt(b.throughput.mean())} training seq/s "
-                f"(hidden {a.hidden.iloc[0]} vs {b.hidden.iloc[0]}): ratio {r:.3f}"
-                + (f", 95 % CI {lo:.3f}-{hi:.3f} ({test}, {min(len(a), len(b))} seeds)" if not math.isnan(lo) else f" ({test})")
-            )
-    if not lines:
-        return Verdict(q, "Inconclusive: no task setting has finished runs of both a GRU and an LSTM variant.")
+    decisions = ev.decisions(SPEED)
+    if not decisions:
+        return Verdict(q, NO_PAIRS)
     devices = "; ".join(sorted(set(ev.finished.device) - {""})) or "unknown device"
-    settled = set(verdicts) - {"undecided"}
-    if len(settled) == 1:
-        direction = settled.pop()
-        word = "Yes" if direction == "faster" else "No"
-        decided = verdicts.count(direction)
-        where = "every setting measured" if decided == len(verdicts) else f"{decided} of {len(verdicts)} settings"
-        rest = "" if decided == len(verdicts) else "; the rest undecided"
-        return Verdict(q, f"{word}, on {devices}: GRU trains {direction} in {where} (throughput-ratio CI excludes 1{rest}).", lines)
-    if len(settled) > 1:
-        return Verdict(q, f"It depends on the task, on {devices}: GRU is faster in some settings and slower in others.", lines)
-    return Verdict(q, f"Inconclusive on {devices}: every throughput ratio's CI includes 1.", lines)
+    answers = overall(decisions)
+    lines = [
+        f"{d.label}, {d.pair.name} (training seq/s, hidden {_hidden(ev, d.label, d.pair.gru)} vs "
+        f"{_hidden(ev, d.label, d.pair.lstm)}): {d.decision.reason}"
+        for d in decisions
+    ]
+    return Verdict(q, f"On {devices}: " + "; ".join(_pooled_line(p) for p in answers) + ".", lines, answers)
+
+
+def _hidden(ev: Evidence, label: str, model: str) -> str:
+    runs = ev.finished[(ev.finished.task_label == label) & (ev.finished.model == model)]
+    return str(runs.hidden.iloc[0]) if len(runs) else "?"
 
 
 def breakdown(runs: pd.DataFrame, axis: LengthAxis) -> pd.DataFrame:
-    """Per model and length: mean metric, CI, baseline, and whether it still beats the baseline."""
+    """Per model and length: center over seeds (geometric mean on a ratio scale) with its interval, the
+    baseline, and whether it still beats the baseline."""
     rows = []
+    _, scale, _ = ACCURACY.metric(runs)
     for (model, length), g in runs.groupby(["model", pd.to_numeric(runs[axis.column]).rename("length")]):
-        mean, lo, hi = mean_ci(g.value)
+        spot = location(g.value, scale)
         base = g.baseline.iloc[0]
-        gain = (mean - base if g.higher_is_better.iloc[0] else base - mean) / abs(base) if base else math.nan
-        rows.append({"model": model, "length": length, "mean": mean, "ci_low": lo, "ci_high": hi,
+        gain = (spot.center - base if g.higher_is_better.iloc[0] else base - spot.center) / abs(base) if base else math.nan
+        rows.append({"model": model, "length": length, "center": spot.center, "ci_low": spot.low, "ci_high": spot.high,
                      "min": g.value.min(), "max": g.value.max(), "n": len(g),
                      "baseline": base, "gain": gain, "beats_baseline": gain >= BREAKDOWN_MARGIN})  # fmt: skip
     return pd.DataFrame(rows)
@@ -196,9 +178,9 @@ def lengths(ev: Evidence) -> Verdict:
                     f"falls to it at {fmt(first_fail)}"
                 )
             lines.append(
-                f"{name}: {model} {held_text} ({axis.name}: mean {metric} over "
+                f"{name}: {model} {held_text} ({axis.name}: {metric} over "
                 f"{'/'.join(map(str, sorted(set(g.n))))} seeds vs baseline: "
-                + ", ".join(f"{fmt(r.length)}: {fmt(r.mean)} vs {fmt(r.baseline)}" for r in g.itertuples()) + ")"
+                + ", ".join(f"{fmt(r.length)}: {fmt(r.center)} vs {fmt(r.baseline)}" for r in g.itertuples()) + ")"
             )
     if not holds:
         return Verdict(q, "Inconclusive: no task in this experiment varies its sequence length.")
@@ -220,8 +202,8 @@ def lengths(ev: Evidence) -> Verdict:
 
 def structure(ev: Evidence) -> Verdict:
     q = "Does bidirectionality or depth help?"
-    lines, helped, hurt = [], [], []
-    for label, task in by_label(ev.finished):
+    lines, helped, hurt, same = [], [], [], []
+    for label, task in by_label(ev.finished) if not ev.finished.empty else []:
         shape = {m: (g.cell.iloc[0], int(g.layers.iloc[0]), g.bidirectional.iloc[0]) for m, g in task.groupby("model")}
         pairs = []
         for big, (c1, l1, b1) in shape.items():
@@ -232,26 +214,25 @@ def structure(ev: Evidence) -> Verdict:
                     pairs.append(("bidirectional", big, small))
                 elif b1 == b2 and l1 > l2:
                     pairs.append((f"{l1} vs {l2} layers", big, small))
-        tests = [compare(seed_values(task[task.model == b]), seed_values(task[task.model == s])) for _, b, s in pairs]
-        holm(tests)
-        higher = bool(task.higher_is_better.iloc[0])
-        metric = task.main_metric.iloc[0]
-        for (what, big, small), c in zip(pairs, tests):
-            better = (c.diff > 0) == higher
-            effect = _effect(c, "helps" if better else "hurts")
-            if c.significant:
-                (helped if better else hurt).append(f"{big} vs {small} on {label}")
-            mb, ms = task[task.model == big].value.mean(), task[task.model == small].value.mean()
-            lines.append(f"{label}, {what}: {big} {metric} {fmt(mb)} vs {small} {fmt(ms)} ({_p(c)}): {effect}")
+        metric, scale, higher = ACCURACY.metric(task)
+        margin = margin_for(ev.margins, str(task.task.iloc[0]), metric, scale)
+        decisions = adjust([
+            compare_paired(seed_values(task[task.model == b], "value"), seed_values(task[task.model == s], "value"), scale,
+                           margin, higher_is_better=higher, names=(b, s))
+            for _, b, s in pairs
+        ])  # fmt: skip
+        for (what, big, small), d in zip(pairs, decisions):
+            where = f"{big} vs {small} on {label}"
+            {Outcome.A_BETTER: helped, Outcome.B_BETTER: hurt, Outcome.EQUIVALENT: same}.get(d.verdict, []).append(where)
+            lines.append(f"{label}, {what}: {big} vs {small} ({metric}): {d.reason}")
     if not lines:
         return Verdict(q, "Inconclusive: no pair of variants differing only in direction or depth was run.")
-    if not helped and not hurt:
-        untested = sum(line.endswith("not tested") for line in lines)
-        note = f", {untested} not testable with fewer than 2 seeds" if untested else ""
-        return Verdict(q, f"Inconclusive: no significant difference in {len(lines)} comparison(s) (alpha {ALPHA}{note}).", lines)
-    parts = [f"helps: {', '.join(helped)}" if helped else "", f"hurts: {', '.join(hurt)}" if hurt else ""]
-    undecided = len(lines) - len(helped) - len(hurt)
-    answer = "; ".join(p for p in parts if p) + f"; no significant difference in the other {undecided} of {len(lines)}."
+    undecided = len(lines) - len(helped) - len(hurt) - len(same)
+    if undecided == len(lines):
+        return Verdict(q, f"Inconclusive: undecided in all {len(lines)} comparison(s); each line below says how many seeds would decide it.", lines)
+    parts = [f"helps: {', '.join(helped)}" if helped else "", f"hurts: {', '.join(hurt)}" if hurt else "",
+             f"equivalent within the margin: {', '.join(same)}" if same else ""]  # fmt: skip
+    answer = "; ".join(p for p in parts if p) + f"; undecided in the other {undecided} of {len(lines)}."
     return Verdict(q, answer[0].upper() + answer[1:], lines)
 
 
@@ -271,7 +252,7 @@ def hyperparameters(ev: Evidence) -> Verdict:
     return Verdict(q, f"{top} - mean fANOVA importance over {len(found)} sweep(s).", lines)
 
 
-VERDICTS: list[Callable[[Evidence], Verdict]] = [accuracy, parameters, speed, lengths, structure, hyperparameters]
+VERDICTS: list[Callable[[Evidence], Verdict]] = [gru_vs_lstm, parameters, speed, lengths, structure, hyperparameters]
 
 
 def all_verdicts(ev: Evidence) -> list[Verdict]:

@@ -63,7 +63,7 @@ class Summary:
     def note(self) -> str:
         return (
             "Metric: test set, scored with the checkpoint of best validation score; mean ± sample std over n seeds "
-            f"(planned seeds: {', '.join(map(str, self.seeds))}). seq/s: training sequences per second, validation "
+            f"(seeds run: {', '.join(map(str, self.seeds))}). seq/s: training sequences per second, validation "
             f"excluded, mean over seeds. Device: {'; '.join(sorted(self.devices)) or 'n/a'}. "
             f"torch {', '.join(sorted(self.torch_versions)) or 'n/a'}. Built {dt.date.today().isoformat()}."
         )

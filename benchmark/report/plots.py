@@ -182,7 +182,7 @@ def forest(answers: list, title: str, path: Path) -> Path | None:
     if not any(r[1] is not None for r in rows):
         return None
     fig, ax = plt.subplots(figsize=(8, 0.36 * len(rows) + 1.6))
-    ax.axvspan(-1, 1, color="tab:green", alpha=0.12, label="equivalent (within the margin)")
+    ax.axvspan(-1, 1, color="tab:green", alpha=0.12)
     ax.axvline(0, color="black", lw=1)
     for i, (label, effect, low, high, what) in enumerate(rows):
         y = len(rows) - i
@@ -195,9 +195,8 @@ def forest(answers: list, title: str, path: Path) -> Path | None:
         if r[4] == "header":
             tick.set_fontweight("bold")
     first = answers[0]
-    ax.set(xlabel=f"effect in equivalence margins (> 0: {first.a.split(' ')[0]} {first.better}; < 0: {first.b.split(' ')[0]} {first.better})",
-           title=title)  # fmt: skip
+    ax.set(xlabel=f"effect in equivalence margins (> 0: {first.a.split(' ')[0]} {first.better}; < 0: {first.b.split(' ')[0]} "
+                  f"{first.better}; green: within the margin)", title=title)  # fmt: skip
     ax.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)

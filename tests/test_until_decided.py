@@ -141,6 +141,9 @@ def test_margins_and_design_reach_the_report(tmp_path, mlflow_uri):
     build_report(mlflow_uri, "seq", tmp_path / "r2", margins={"mse": 0.25})  # --margin overrides the suite's
     assert pd.read_csv(tmp_path / "r2" / "decisions.csv").margin.iloc[0] == 0.25
     assert main(["report", "--experiment", "seq", "--tracking-uri", mlflow_uri, "--margin", "accuracy=0.02"]) == 2
+    assert main(["report", "--experiment", "seq", "--tracking-uri", mlflow_uri, "--interval", "jackknife"]) == 2
+    build_report(mlflow_uri, "seq", tmp_path / "r3", interval="bootstrap")  # 2 seeds: the t-interval, said so
+    assert set(pd.read_csv(tmp_path / "r3" / "models.csv").interval) == {"t"}
     run = MlflowClient(mlflow_uri).search_runs([MlflowClient(mlflow_uri).get_experiment_by_name("seq").experiment_id])[0]
     assert (run.data.tags[record.metric_scale("mse")], run.data.tags[record.metric_range("mse")]) == ("ratio", "(0, inf)")
 

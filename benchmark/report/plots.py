@@ -181,7 +181,7 @@ def forest(answers: list, title: str, path: Path) -> Path | None:
             rows.append(("  pooled (random effects)", p.meta.estimate, p.meta.ci_low, p.meta.ci_high, "pooled"))
     if not any(r[1] is not None for r in rows):
         return None
-    fig, ax = plt.subplots(figsize=(8, 0.36 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(9, 0.36 * len(rows) + 1.8))
     ax.axvspan(-1, 1, color="tab:green", alpha=0.12)
     ax.axvline(0, color="black", lw=1)
     for i, (label, effect, low, high, what) in enumerate(rows):
@@ -195,8 +195,8 @@ def forest(answers: list, title: str, path: Path) -> Path | None:
         if r[4] == "header":
             tick.set_fontweight("bold")
     first = answers[0]
-    ax.set(xlabel=f"effect in equivalence margins (> 0: {first.a.split(' ')[0]} {first.better}; < 0: {first.b.split(' ')[0]} "
-                  f"{first.better}; green: within the margin)", title=title)  # fmt: skip
+    ax.set(xlabel=f"effect in equivalence margins (> 0: {first.a.split(' ')[0]} {first.better}, < 0: {first.b.split(' ')[0]} "
+                  f"{first.better})", title=title + "\ngreen: equivalent, within one margin")  # fmt: skip
     ax.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)

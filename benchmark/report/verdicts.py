@@ -86,7 +86,7 @@ def gru_vs_lstm(ev: Evidence) -> Verdict:
     if not decisions:
         return Verdict(q, NO_PAIRS)
     answers = overall(decisions)
-    lead = "On each setting's test main metric, at the runs' parameter sizes: "
+    lead = "On the test main metric of each task setting: "
     return Verdict(q, lead + "; ".join(_pooled_line(p) for p in answers) + ".", [_setting_line(d) for d in decisions], answers)
 
 

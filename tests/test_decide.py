@@ -43,6 +43,7 @@ def test_tost_and_difference_test_match_the_closed_form_with_two_degrees_of_free
     d1 = compare_paired(a, b, PROPORTION, 0.01, higher_is_better=True, names=("a", "b"))
     assert d1.p_difference == pytest.approx(1 - 2 * math.sqrt(3) / math.sqrt(14))
     assert d1.verdict is Verdict.UNDECIDED and "seeds would likely decide it" in d1.reason
+    assert "the interval holds both no difference and differences beyond ±1 point" in d1.reason  # [-0.48, +4.48] points
     # differences 2, 2.5, 3 points: t = 2.5 / (0.5 / sqrt 3), p = 0.013 < alpha: a is better
     tighter = {0: 0.82, 1: 0.825, 2: 0.83}
     d2 = compare_paired(tighter, b, PROPORTION, 0.01, higher_is_better=True, names=("a", "b"))
@@ -213,6 +214,14 @@ def test_a_sequential_decision_uses_the_looks_it_reached():
     b = {s: 2.0 + 0.01 * s for s in range(5)}
     d = compare_paired(a, b, RATIO, 0.1, higher_is_better=False, design=design, names=("gru", "lstm"))
     assert d.looks == 1 and d.verdict is Verdict.A_BETTER and "look 1 of 3" in d.reason
+    # log ratios 0.1, 0.2, 0.3, 0.2: the fixed-sample test rejects (p = 0.016), the first look's 11 % of alpha does not
+    logs = [0.1, 0.2, 0.3, 0.2]
+    a, b = {s: math.exp(x) for s, x in enumerate(logs)}, {s: 1.0 for s in range(4)}
+    fixed = compare_paired(a, b, RATIO, 0.0, higher_is_better=False)
+    looked = compare_paired(a, b, RATIO, 0.0, higher_is_better=False, design=Design.doubling(4, 12))
+    assert fixed.verdict is Verdict.B_BETTER and fixed.p_difference == pytest.approx(0.016, abs=0.001)
+    assert looked.verdict is Verdict.UNDECIDED and looked.p_difference == pytest.approx(fixed.p_difference / (16 / 144))
+    assert "the interval excludes no difference, but not at the stricter level of the look's share of alpha" in looked.reason
     early = compare_paired({0: 1.0, 1: 1.1}, {0: 2.0, 1: 2.1}, RATIO, 0.1, higher_is_better=False, design=design)
     assert early.verdict is Verdict.UNDECIDED and "below the design's first look at 3" in early.reason and early.seeds_needed == 3
 

@@ -293,7 +293,19 @@ def _settle(d: Decision) -> Decision:
         need = f"≈ {needed} seeds would likely decide it"
     equiv = f", {p_text(d.p_equivalence, 'TOST p')} for {d.margin_text()}" if d.margin else ""
     return replace(d, verdict=Verdict.UNDECIDED, seeds_needed=needed,
-                   reason=f"undecided: {d.effect_text()} ({p_text(d.p_difference)}{equiv}; {tests}); {need}")  # fmt: skip
+                   reason=f"undecided: {d.effect_text()} ({p_text(d.p_difference)}{equiv}; {tests}): {_why(d)}; {need}")  # fmt: skip
+
+
+def _why(d: Decision) -> str:
+    """Why an undecided comparison is undecided, in words a reader can check against its interval."""
+    low, high = d.scale.transform(d.ci_low), d.scale.transform(d.ci_high)
+    if low > 0 or high < 0:
+        stricter = " and ".join(w for w, on in (("the look's share of alpha", d.design.sequential), ("Holm", d.family > 1)) if on)
+        return f"the interval excludes no difference, but not at the stricter level of {stricter or 'the test'}"
+    if d.bound and (low < -d.bound or high > d.bound):
+        return f"the interval holds both no difference and differences beyond {d.margin_text()}"
+    return "the interval holds no difference, and no margin was set to call the two equivalent" if not d.bound else (
+        "the interval lies within the margin, but not at the stricter level of the design or Holm")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def _method(design: Design, margins_used: str, interval: str) -> str:
         "fixed-sample test at alpha / (comparisons in the family) has 80 % power if the observed mean difference and "
         "spread were the truth (an estimate). Holm's correction within each family (one task setting, one question). "
         f"Sequential design: {design.describe()}. Margins: {margins_used}. Each variant is also compared with the best of "
-        "its task setting (descriptive: the best was picked from the same data). Throughput: training sequences per "
+        "its task setting, under the same design (descriptive: the best was picked from the same data). Throughput: training sequences per "
         "second, validation excluded. Peak memory: CUDA allocator peak on GPU, process peak RSS on CPU, which includes "
         "the Python runtime and, for runs of one suite process, is the high-water mark of every run before it."
     )
@@ -125,7 +125,7 @@ def build_report(tracking_uri: str, experiment: str, out: Path, margins: MarginC
     figs.mkdir(parents=True, exist_ok=True)
     for stale in figs.glob("*.png"):  # a rebuild must not keep figures of runs since removed
         stale.unlink()
-    table = model_table(finished, used, interval) if not finished.empty else pd.DataFrame()
+    table = model_table(finished, used, interval, design) if not finished.empty else pd.DataFrame()
     ev = Evidence(finished, table, c.sweeps, used, design)
     verdicts = all_verdicts(ev)
     method = _method(design, _margins_used(finished, used, bool(recorded_margins(c.tags)), bool(margins)), interval)

@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 
-from benchmark.decide import Verdict, adjust, compare_paired, location, margin_for
+from benchmark.decide import FIXED, Design, Verdict, adjust, compare_paired, location, margin_for
 from benchmark.decide.margins import MarginConfig
 from benchmark.decide.matched import ACCURACY, seed_values
 
@@ -23,13 +23,13 @@ def by_label(runs: pd.DataFrame):
         yield label, runs[runs.task_label == label]
 
 
-def model_table(finished: pd.DataFrame, margins: MarginConfig, interval: str = "t") -> pd.DataFrame:
+def model_table(finished: pd.DataFrame, margins: MarginConfig, interval: str = "t", design: Design = FIXED) -> pd.DataFrame:
     """Rows (task_label, model) from the finished runs; the best marked, each other compared with it.
 
     The center is the geometric mean (ratio scale) or mean over seeds, its interval from
     ``benchmark.decide.location`` (``interval``: t, or bootstrap where n >= 5). Each variant is
-    compared with the best by seed (``compare_paired``, fixed sample, the task's margin); the
-    comparisons within one task setting form one family for Holm's correction. Picking the best
+    compared with the best by seed (``compare_paired`` under the experiment's ``design``, the
+    task's margin); the comparisons within one task setting form one family for Holm's correction. Picking the best
     from the same data makes these comparisons descriptive: they say which variants the data
     cannot separate from the best, not a pre-planned test.
     """
@@ -44,7 +44,7 @@ def model_table(finished: pd.DataFrame, margins: MarginConfig, interval: str = "
         others = ranked[1:]
         decisions = dict(zip(others, adjust([
             compare_paired(seed_values(models[m], "value"), seed_values(models[best], "value"), scale, margin,
-                           higher_is_better=higher, names=(m, best))
+                           higher_is_better=higher, names=(m, best), design=design)
             for m in others
         ])))  # fmt: skip
         for m in ranked + [m for m in models if m not in ranked]:

@@ -7,12 +7,15 @@ A task is one class under ``tasks/`` (or in another distribution, registered thr
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import lightning as L
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor
 
@@ -104,6 +107,46 @@ class TaskSpec:
         return next(m for m in self.metrics if m.name == name)
 
 
+@dataclass(frozen=True)
+class DataSplit:
+    digest: str  # ``fingerprint`` of the split's examples as the model receives them
+    size: int  # examples (sequences, utterances, texts); for generated training data, per epoch
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A run's data as MLflow's Dataset column shows it: one entry per split, found by name and digest.
+
+    ``source_type`` is ``local``, ``hub`` or ``generator``; ``source`` says where the data come from
+    (a resolved path, a hub id and revision, or a generator with its options and seed).
+    """
+
+    name: str  # short: a folder's or hub set's name, e.g. spoken_digits; the task's name for generated data
+    source_type: str
+    source: dict[str, Any]
+    splits: dict[str, DataSplit]
+
+
+def fingerprint(*parts: Any) -> str:
+    """12 hex digits identifying data: tensors and arrays by dtype, shape and bytes, anything else by its JSON.
+
+    Equal data give equal fingerprints on any machine; any changed element changes it.
+    """
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Tensor):
+            part = part.detach().cpu().contiguous().numpy()
+        if isinstance(part, np.ndarray):
+            if part.dtype == object:
+                raise TypeError("fingerprint: object arrays have no stable bytes; pass their elements")
+            part = np.ascontiguousarray(part)
+            h.update(f"array {part.dtype.str} {part.shape}|".encode())
+            h.update(part.data)
+        else:
+            h.update(f"json {json.dumps(part, sort_keys=True, default=str)}|".encode())
+    return h.hexdigest()[:12]
+
+
 class TaskOptions(BaseModel):
     """Base for a task's typed options. Unknown keys are errors."""
 
@@ -143,6 +186,18 @@ class Task:
         if not shown:
             return self.name
         return f"{self.name}[{','.join(f'{k}={v}' for k, v in shown.items())}]"
+
+    @property
+    def data_name(self) -> str | None:
+        """A short name of the data (a folder's or hub set's name) for run names; None for generated data."""
+        return None
+
+    def dataset_info(self) -> DatasetInfo | None:
+        """The data each split holds, logged to MLflow as the run's data sets; None logs none.
+
+        Called after ``spec()``, so a task may read what it loaded there.
+        """
+        return None
 
     @classmethod
     def smoke_options(cls, workdir: Path) -> dict[str, Any]:

@@ -12,7 +12,10 @@ from pydantic import Field
 
 from benchmark import metrics
 from benchmark.data import SyntheticDataModule
-from benchmark.task import Baseline, Batch, InputKind, Metric, OutputKind, Task, TaskOptions, TaskSpec, register_task
+from benchmark.task import (
+    Baseline, Batch, DataSplit, DatasetInfo, InputKind, Metric, OutputKind, Task, TaskOptions, TaskSpec, fingerprint,
+    register_task,
+)  # fmt: skip
 
 
 class SyntheticOptions(TaskOptions):
@@ -33,6 +36,17 @@ class SyntheticTask(Task):
     def datamodule(self, batch_size: int, seed: int) -> SyntheticDataModule:
         o = self.options
         return SyntheticDataModule(self.sample, batch_size, o.train_size, o.val_size, o.test_size, seed, o.data_seed)
+
+    def dataset_info(self) -> DatasetInfo:
+        """Generated data: the data set is the generator, its options and data_seed (the digest covers all three)."""
+        o = self.options
+        generator = {"generator": f"{type(self).__module__}.{type(self).__qualname__}", "version": self.version,
+                     "options": o.model_dump()}  # fmt: skip
+        how = {"train": "drawn afresh each epoch from the run's seed", "val": "drawn once from data_seed",
+               "test": "drawn once from data_seed"}  # fmt: skip
+        sizes = {"train": o.train_size, "val": o.val_size, "test": o.test_size}
+        splits = {split: DataSplit(fingerprint(generator, split), n) for split, n in sizes.items()}
+        return DatasetInfo(self.name, "generator", generator | {"splits": how}, splits)
 
 
 class AddingOptions(SyntheticOptions):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.task import InputKind, Task, TaskSpec, register_task
+from benchmark.task import DataSplit, DatasetInfo, InputKind, Task, TaskSpec, fingerprint, register_task
 from tasks.sequences.options import SequenceOptions
 from tasks.sequences.sources import AEON_PREFIX
 
@@ -50,12 +50,26 @@ class Sequences(Task):
         return {"path": str(path)}
 
     @property
+    def data_name(self) -> str:
+        o = self.options
+        return o.path[len(AEON_PREFIX) :] if o.path.startswith(AEON_PREFIX) else Path(o.path).stem.replace("_TRAIN", "")
+
+    @property
     def label(self) -> str:
         o = self.options
-        name = o.path[len(AEON_PREFIX) :] if o.path.startswith(AEON_PREFIX) else Path(o.path).stem.replace("_TRAIN", "")
         defaults = SequenceOptions.model_fields
-        shown = [name] + [f"{k}={getattr(o, k)}" for k in LABELLED if getattr(o, k) != defaults[k].default]
+        shown = [self.data_name] + [f"{k}={getattr(o, k)}" for k in LABELLED if getattr(o, k) != defaults[k].default]
         return f"{self.name}[{','.join(shown)}]"
+
+    def dataset_info(self) -> DatasetInfo:
+        """Digests of the padded, normalised inputs, lengths and encoded targets per split."""
+        o, data = self.options, self.data
+        bundled = o.path.startswith(AEON_PREFIX)
+        paths = {k: getattr(o, k) for k in ("path", "test_path", "val_path") if getattr(o, k)}
+        source = {k: v if bundled and k == "path" else str(Path(v).resolve()) for k, v in paths.items()}
+        source |= {f"{s}_from": data.facts[f"{s}_from"] for s in data.splits} | {"target": o.target, "normalize": o.normalize}
+        splits = {s: DataSplit(fingerprint(p.inputs, p.lengths, p.targets), len(p.lengths)) for s, p in data.splits.items()}
+        return DatasetInfo(self.data_name, "local", source, splits)
 
     @property
     def data(self):

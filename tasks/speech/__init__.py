@@ -13,6 +13,7 @@ import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -22,7 +23,9 @@ from torch.utils.data import TensorDataset
 
 from benchmark import metrics
 from benchmark.config import ConfigError
-from benchmark.task import Baseline, InputKind, Metric, OutputKind, Task, TaskOptions, TaskSpec, register_task
+from benchmark.task import (
+    Baseline, DataSplit, DatasetInfo, InputKind, Metric, OutputKind, Task, TaskOptions, TaskSpec, fingerprint, register_task,
+)  # fmt: skip
 from tasks.speech.audio import DataWarning, decode_all
 from tasks.speech.silence import SILENCE, UNKNOWN, background_recordings, cut_silence
 from tasks.speech.sources import SOURCES, data_root, speaker_regexes
@@ -303,6 +306,27 @@ class Speech(Task):
             )
         names = {s: [kept[i].name if kept[i] is not None else SILENCE for i in v] for s, v in idx.items()}
         return SpeechData(labels, splits, split_by, data_metrics, names, float((targets_t[idx["test"]] == majority).float().mean()))
+
+    @property
+    def data_name(self) -> str:
+        o = self.options
+        if o.source == "hub" and o.data_files:  # a builder (parquet, audiofolder) reading local files
+            first = o.data_files if isinstance(o.data_files, str) else o.data_files[0]
+            return Path(first).parent.name or Path(first).stem
+        return Path(o.path).name or o.path
+
+    def dataset_info(self) -> DatasetInfo:
+        """Digests of the decoded, resampled and trimmed waveforms with their labels, per split."""
+        o, data = self.options, self.data
+        if o.source == "hub":
+            source = {"hub": o.path, "config": o.hub_config, "revision": o.hub_revision, "data_files": o.data_files}
+        else:
+            source = {"path": str(Path(o.path).resolve())}
+        source |= {"sample_rate": o.sample_rate, "duration_s": o.duration_s, "split_by": data.split_by, "split_seed": o.split_seed}
+        splits = {
+            split: DataSplit(fingerprint(data.labels, *ds.tensors), len(ds)) for split, ds in data.splits.items()
+        }
+        return DatasetInfo(self.data_name, "hub" if o.source == "hub" else "local", source, splits)
 
     @property
     def data(self) -> SpeechData:

@@ -42,7 +42,7 @@ def source_name(o: TextOptions) -> str:
     """Short name of the data: the hub name, or the first local file's stem."""
     if o.dataset:
         return o.dataset + (f"/{o.dataset_config}" if o.dataset_config else "")
-    files = _local_files(o.data_files, check=False)
+    files = local_files(o.data_files, check=False)
     first = next(iter(files.values()))[0] if files else "?"
     return Path(first).parent.name or Path(first).stem
 
@@ -73,7 +73,7 @@ def check_source(o: TextOptions) -> None:
             raise ConfigError(f"task.{key} '{column}' is not in task.column_names ({', '.join(o.column_names)})")
 
 
-def _local_files(data_files, check: bool = True) -> dict[str, list[str]]:
+def local_files(data_files, check: bool = True) -> dict[str, list[str]]:
     """``data_files`` as {split: [paths]} with globs expanded; a bare path or list is the train split."""
     if data_files is None:
         return {}
@@ -98,7 +98,7 @@ def identity(o: TextOptions) -> str:
     else:  # a changed file (size or modification time) must not reuse a stale cache
         source = {
             split: [(str(Path(p).resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
-            for split, paths in _local_files(o.data_files).items()
+            for split, paths in local_files(o.data_files).items()
         }
     shaping = o.model_dump(exclude={"dataset", "dataset_config", "revision", "data_files", "bucket_batches", "cache_dir"})
     payload = json.dumps({"source": source, "options": shaping, "format": 1}, sort_keys=True)
@@ -122,7 +122,7 @@ def _load(o: TextOptions):
             raise ConfigError(f"task.dataset: '{o.dataset}' was not found on the Hugging Face hub (or is gated)") from None
         except ValueError as e:  # e.g. an unknown config name; datasets lists the valid ones
             raise ConfigError(f"task.dataset '{o.dataset}': {str(e).splitlines()[0]}") from None
-    files = _local_files(o.data_files)
+    files = local_files(o.data_files)
     suffixes = {Path(p).suffix.lower() for paths in files.values() for p in paths}
     unknown = suffixes - FORMATS.keys()
     if unknown or len({FORMATS[s][0] + str(FORMATS[s][1]) for s in suffixes}) != 1:

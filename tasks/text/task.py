@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from benchmark import metrics
-from benchmark.task import Baseline, InputKind, Metric, OutputKind, Task, TaskSpec, register_task
+from benchmark.task import (
+    Baseline, DataSplit, DatasetInfo, InputKind, Metric, OutputKind, Task, TaskSpec, fingerprint, register_task,
+)  # fmt: skip
 from tasks.text.batching import TextDataModule
 from tasks.text.options import TextOptions
 from tasks.text.processed import PAD_ID, ProcessedText, prepare
-from tasks.text.source import source_name
+from tasks.text.source import local_files, source_name
 
 # options that name a setting in run labels (beside the data set's name) when off their defaults
 LABELLED = ("tokenizer", "vocab_size", "max_length", "max_train_examples")
@@ -52,9 +56,14 @@ class TextClassification(Task):
         return {"data_files": files, "label_names": list(topics), "min_frequency": 1, "cache_dir": str(workdir / "cache")}
 
     @property
+    def data_name(self) -> str | None:
+        o = self.options
+        return source_name(o) if (o.dataset or o.data_files) else None
+
+    @property
     def label(self) -> str:
         o = self.options
-        shown = [source_name(o)] if (o.dataset or o.data_files) else []
+        shown = [self.data_name] if self.data_name else []
         defaults = TextOptions.model_fields
         shown += [f"{k}={getattr(o, k)}" for k in LABELLED if getattr(o, k) != defaults[k].default]
         return f"{self.name}[{','.join(shown)}]" if shown else self.name
@@ -87,6 +96,20 @@ class TextClassification(Task):
             padding_idx=PAD_ID,
             extra={"classes": data.label_names, "vocab_size": data.vocab_size, "train_size": len(train)},
         )
+
+    def dataset_info(self) -> DatasetInfo:
+        """Digests of the token ids and labels per split (the vocabulary is trained on train only)."""
+        o, data = self.options, self.data
+        if o.dataset:
+            source_type, source = "hub", {"hub": o.dataset, "config": o.dataset_config, "revision": o.revision}
+        else:
+            resolved = {split: [str(Path(p).resolve()) for p in paths] for split, paths in local_files(o.data_files).items()}
+            source_type, source = "local", {"files": resolved}
+        source |= {"tokenizer": o.tokenizer, "vocab_size": data.vocab_size, "max_length": o.max_length}
+        splits = {
+            split: DataSplit(fingerprint(data.label_names, e.ids, e.offsets, e.labels), len(e)) for split, e in data.splits.items()
+        }
+        return DatasetInfo(self.data_name, source_type, source, splits)
 
     def datamodule(self, batch_size: int, seed: int) -> TextDataModule:
         data = self.data

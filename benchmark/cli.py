@@ -11,6 +11,8 @@ A user's mistake ends with one ``rnnbench: error: ...`` line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -21,14 +23,14 @@ USER_ERRORS = (ConfigError, UnknownNameError)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from benchmark.config import ModelConfig
     from benchmark.models import CELLS, MODELS, parameter_count, resolve_architecture
+    from benchmark.runner import make_console
     from benchmark.task import TASKS, create_task
 
-    console = Console()
+    console = make_console()
     tasks = Table("task", "version", "description", title="tasks")
     for name, cls in TASKS.items():
         tasks.add_row(name, cls.version, cls.description)
@@ -53,8 +55,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from benchmark.config import load_run_config
     from benchmark.models import implementation
     from benchmark.task import create_task
@@ -63,9 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = items.pop(0) if items and "=" not in items[0] else None
     cfg = load_run_config(config, items)
     create_task(cfg.task.name, **cfg.task.options), implementation(cfg.model)  # fail fast on bad names/options
-    from benchmark.runner import execute_run, print_result, progress_bar
+    from benchmark.runner import execute_run, make_console, print_result, progress_bar
 
-    console = Console()
+    console = make_console()
     with progress_bar(console) as progress:
         task_id = progress.add_task(f"{cfg.task.name}/{cfg.model.name}/seed{cfg.seed}", total=None, info="")
         result = execute_run(cfg, progress=progress, progress_task=task_id)
@@ -75,8 +75,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from benchmark.config import load_suite_config
     from benchmark.models import implementation
     from benchmark.task import create_task
@@ -96,12 +94,14 @@ def cmd_suite(args: argparse.Namespace) -> int:
     for model in {run.model.model_dump_json(): run.model for run in runs or suite.runs()}.values():
         implementation(model)
     from benchmark import until_decided
+    from benchmark.runner import make_console
 
     until_decided.check_suite(suite)
-    console = Console()
+    console = make_console()
     outcome = until_decided.run(suite, console, runs)
     console.print(outcome.summary.rich_table())
     written = outcome.summary.write(Path(suite.results_dir) / suite.name, f"Suite '{suite.name}'")
+    outcome.attach(written)
     failed = [r for r in outcome.executed if r.status != "FINISHED"]
     console.print(f"summary written to {', '.join(map(str, written))}")
     if failed:
@@ -110,9 +110,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from benchmark.models import implementation
+    from benchmark.runner import make_console
     from benchmark.sweep import load_sweep_config, outcome_table, run_sweep
 
     if args.workers < 1:
@@ -122,7 +121,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         implementation(model)  # before any study starts
     if args.storage:
         sweep = sweep.model_copy(update={"storage": args.storage})
-    console = Console()
+    console = make_console()
     outcomes = run_sweep(sweep, args.workers, console)
     console.print(outcome_table(outcomes, sweep))
     for o in outcomes:
@@ -135,21 +134,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.report import build_report
+    from benchmark.report import attach_report, build_report
 
     from benchmark.decide.margins import parse
 
     out = Path(args.out or Path("results") / args.experiment)
     written = build_report(args.tracking_uri, args.experiment, out, parse(args.margin), args.interval)
     print(f"report written to {out}/ ({len(written)} files): {out / 'report.md'}, {out / 'report.html'}")
+    if parents := attach_report(args.tracking_uri, args.experiment, out, written):
+        print(f"attached to {len(parents)} suite run(s) in MLflow (artifacts report/): {', '.join(parents)}")
     return 0
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
 
     from benchmark.models import MODELS
+    from benchmark.runner import make_console
 
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -159,7 +160,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
         raise ConfigError("--device cuda: no CUDA device is visible to torch")
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
-    console = Console()
+    console = make_console()
     models = _model_names(MODELS, args.cells) if args.cells else None
     for flag, values in (("--hidden", args.hidden), ("--batch", args.batch), ("--seq-len", args.seq_len)):
         if values and min(values) < 1:
@@ -308,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "overrides"):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides or []) + extra
+    from benchmark.record import COMMAND_ENV
+
+    os.environ[COMMAND_ENV] = shlex.join(["rnnbench", *argv])  # MLflow's source of every run this command makes
     try:
         return args.func(args)
     except USER_ERRORS as e:

@@ -17,9 +17,24 @@ spells them. What an ordinary run (``kind=run``) records:
 A suite records on its experiment what the report needs beyond the runs (``ExperimentTag``): its
 equivalence margins and, with ``--until-decided``, its sequential design.
 
-A sweep's study is a parent run (``kind=sweep``) with its trials nested under it (``kind=trial``,
-ordinary runs plus the ``Tag`` names under "trials"). ``rnnbench speed --track`` logs
-``kind=speed`` runs. Runs from before the ``kind`` tag existed count as ``run``.
+A suite is a parent run (``kind=suite``) with its runs nested under it; a sweep's study is a
+parent run (``kind=sweep``) with its trials nested under it (``kind=trial``, ordinary runs plus the
+``Tag`` names under "trials"). ``rnnbench speed --track`` logs ``kind=speed`` runs. Runs from
+before the ``kind`` tag existed count as ``run``.
+
+What MLflow's UI shows (``benchmark.dashboard``): run names that start with the model
+(``gru · s1 · adding``), the run's one-paragraph description (``Tag.NOTE``), its source (command
+line, git commit) and its data sets (``mlflow.log_input``: one per split, context ``train``/
+``val``/``test``). Artifacts, at the root of a run's artifact folder:
+
+- every run and trial: ``config.yaml`` (``CONFIG_ARTIFACT``), the resolved run config, which
+  ``rnnbench run config.yaml`` reruns (same run key);
+- a suite's parent run: ``suite.yaml`` (the suite as run), ``summary.md``/``summary.csv`` when
+  the suite ends, and ``report/`` (``report.html``, ``report.md``, ``plots/``, CSVs) from each
+  ``rnnbench report`` of its experiment;
+- a study's parent run: ``importances.json`` and ``plots/``.
+
+Add new artifacts beside these, and name them here.
 """
 
 from __future__ import annotations
@@ -44,14 +59,22 @@ class RunKind:
     SWEEP = "sweep"  # an Optuna study's parent run
     TRIAL = "trial"  # one trial of a study, nested under its parent
     SPEED = "speed"  # one ``rnnbench speed --track`` configuration
-    SUITE = "suite"  # reserved: a suite's parent run
+    SUITE = "suite"  # a suite's parent run; its runs are nested under it
 
 
 class Tag:
     """Tag names."""
 
     KIND = "kind"
-    PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: nests a run under another in the UI
+    # MLflow's own, which its UI shows
+    PARENT_RUN = "mlflow.parentRunId"  # nests a run under another
+    NOTE = "mlflow.note.content"  # the run's description (Markdown)
+    SOURCE_NAME = "mlflow.source.name"  # the command line that made the run
+    SOURCE_TYPE = "mlflow.source.type"
+    SOURCE_COMMIT = "mlflow.source.git.commit"  # the full commit hash
+    SOURCE_BRANCH = "mlflow.source.git.branch"
+    SOURCE_DIRTY = "mlflow.source.git.dirty"  # "true": uncommitted changes to tracked files
+    DATA_CONTEXT = "mlflow.data.context"  # on a logged data set: the split it is (train, val, test)
     # every run
     TASK = "task"
     TASK_LABEL = "task_label"  # the task setting, e.g. adding[seq_len=50]
@@ -71,12 +94,13 @@ class Tag:
     DEVICE = "device"
     TORCH_VERSION = "torch_version"
     LIGHTNING_VERSION = "lightning_version"
-    GIT_COMMIT = "git_commit"
+    GIT_COMMIT = "git_commit"  # short hash, "+dirty" with uncommitted changes (the report shows it)
     HOST = "host"
     # how it ended, and who ran it
     FAILURE_REASON = "failure_reason"
-    SUITE = "suite"
+    SUITE = "suite"  # the suite's name, on its parent run and on each of its runs
     SUITE_JOBS = "suite_jobs"
+    SUITE_HASH = "suite_hash"  # on a suite's parent run: its planned runs; a resumed suite finds its parent by it
     # sweeps: parent runs and trials
     SWEEP = "sweep"
     STUDY_NAME = "study_name"
@@ -165,6 +189,13 @@ TASK_PREFIX = "task."  # the task's config options (task.seq_len, ...)
 FACT_PREFIX = "fact."  # the task's facts, TaskSpec.extra (fact.seq_len, ...)
 BEST_PREFIX = "best."  # a study's best params (best.train.lr, ...) on its parent run
 SEARCH_SPACE = "search_space"
+
+COMMAND_ENV = "RNNBENCH_COMMAND"  # the CLI's command line, for Tag.SOURCE_NAME (worker processes inherit it)
+
+# artifacts (see the module docstring for the layout)
+CONFIG_ARTIFACT = "config.yaml"  # a run's resolved config
+SUITE_ARTIFACT = "suite.yaml"  # a suite parent's config
+REPORT_ARTIFACTS = "report"  # folder of the report on a suite's parent run
 IMPORTANCES_ARTIFACT = "importances.json"  # fANOVA importances on a study's parent run
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import sys
 import tempfile
 import time
 import warnings
@@ -20,12 +21,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from benchmark import record, tracking
+from benchmark import dashboard, record, tracking
 from benchmark.config import RunConfig, flatten
 from benchmark.lightning_module import RecurrentTaskModule
 from benchmark.models import Architecture, RecurrentNetwork, count_parameters, parameter_count, resolve_architecture
 from benchmark.record import RunMetric, Tag
-from benchmark.task import Metric, Task, TaskSpec, create_task
+from benchmark.task import DatasetInfo, Metric, Task, TaskSpec, create_task
 
 for _noisy in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
@@ -35,6 +36,7 @@ warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
 
 DEFAULT_CPU_THREADS = torch.get_num_threads()
+LOG_WIDTH = 200  # columns of output written to a file or pipe: tables stay one row per line
 
 
 @dataclass
@@ -115,8 +117,18 @@ class ProgressReporter(Callback):
         self.progress.update(self.task_id, completed=trainer.global_step, info=f"epoch {trainer.current_epoch} {info}")
 
 
+def make_console() -> Console:
+    """The CLI's console: the terminal's width in a terminal; ``LOG_WIDTH`` columns into a file or pipe
+    (rich would wrap every table cell at 80), unless ``COLUMNS`` says otherwise."""
+    return Console() if sys.stdout.isatty() else Console(width=LOG_WIDTH)
+
+
 def progress_bar(console: Console) -> Progress:
-    """The progress display of ``rnnbench run`` and ``suite``: one line per run, plus the suite's."""
+    """The progress display of ``rnnbench run`` and ``suite``: one line per run, plus the suite's.
+
+    Off when the console is not a terminal: a log gets ``print_result``'s one line per run instead
+    of redrawn bars.
+    """
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -125,6 +137,7 @@ def progress_bar(console: Console) -> Progress:
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
         console=console,
+        disable=not console.is_terminal,
     )
 
 
@@ -183,6 +196,31 @@ class PreparedRun:
             Tag.LENGTH_FACT: self.spec.length_fact or "",
         } | record.scale_tags({m.name: m.scale for m in self.spec.metrics})
 
+    def note(self, data: DatasetInfo | None) -> str:
+        """The run's one-paragraph description (MLflow's ``mlflow.note.content``): task, model, budget, seed, data, scoring."""
+        cfg, a, t, main = self.cfg, self.arch, self.cfg.train, self.main
+        network = (
+            f"{'bidirectional ' if a.bidirectional else ''}{a.cell.upper()}, {a.num_layers} layer{'s' if a.num_layers > 1 else ''}, "
+            f"hidden {a.hidden_size}{' per direction' if a.bidirectional else ''}, {self.params:,} parameters"
+        )
+        budget = f"at most {t.max_epochs} epochs of batches of {t.batch_size}, {t.optimizer} (lr {t.lr:g}, {t.lr_schedule} schedule)"
+        if t.early_stopping_patience:
+            budget += f", stopping after {t.early_stopping_patience} epochs without progress"
+        if data is not None:
+            where = next((str(data.source[k]) for k in ("path", "hub", "generator", "files") if data.source.get(k)), data.source_type)
+            sizes = ", ".join(f"{split} {s.size:,}" for split, s in data.splits.items())
+            data_text = f"Data: {data.name} ({data.source_type}: {where}); examples per split: {sizes}."
+        else:
+            data_text = "Data: not described by the task."
+        base = self.spec.baseline
+        baseline = f"; trivial baseline {base.values[main.name]:.4g} ({base.description})" if base and main.name in base.values else ""
+        return (
+            f"**{cfg.model.name}** on **{self.task.label}**, seed {cfg.seed}: {network}. Budget: {budget}. {data_text} "
+            f"Scored on the test split: {main.name} ({'higher' if main.higher_is_better else 'lower'} is better) with "
+            f"the checkpoint of best validation {main.name}{baseline}. Rerun: `rnnbench run {record.CONFIG_ARTIFACT}` "
+            "(this run's artifact)."
+        )
+
     def log_params(self) -> dict:
         """The config flattened, the architecture, the parameter counts (own and per cell) and the task's facts."""
         per_cell = {record.cell_param_count(c): parameter_count(self.spec, replace(self.arch, cell=c)) for c in record.CELLS}
@@ -237,6 +275,7 @@ def execute_run(
     callbacks: list[Callback] = (),
     meter: ThroughputMeter | None = None,
     passthrough: tuple[type[BaseException], ...] = (),
+    run_name: str | None = None,
 ) -> RunResult:
     """Train, validate and test one configuration; the MLflow run ends FINISHED, FAILED or KILLED.
 
@@ -245,6 +284,7 @@ def execute_run(
     ``kind`` and ``parent_run_id`` say what the run is part of (see ``benchmark.record``); pass a
     ``meter`` to read the training time and epochs even when the run ends in an exception.
     A datamodule with a ``pipeline_metrics()`` method has its numbers logged with the run's.
+    ``run_name`` defaults to ``model · s<seed> · <task>`` (``benchmark.dashboard``).
     """
     started = time.perf_counter()
     run = prepare(cfg)
@@ -252,10 +292,13 @@ def execute_run(
     exp_id = tracking.experiment_id(mlflow, cfg.tracking.experiment)
     if kind == record.RunKind.RUN:  # trials are reaped by the sweep's heartbeat instead
         tracking.mark_abandoned(mlflow, exp_id, cfg.run_key())
-    name = f"{run.task.label}/{cfg.model.name}/seed{cfg.seed}"
-    run_id = record.create_run(mlflow, exp_id, kind, name, run.tags() | (extra_tags or {}), parent_run_id)
+    name = run_name or dashboard.run_name(cfg.model.name, cfg.seed, dashboard.short_labels([run.task])[0])
+    data = run.task.dataset_info()
+    tags = run.tags() | tracking.source_tags() | {record.Tag.NOTE: run.note(data)} | (extra_tags or {})
+    run_id = record.create_run(mlflow, exp_id, kind, name, tags, parent_run_id)
     result = RunResult(run_id, record.RUNNING, run.task.label, cfg.model.name, cfg.seed, run.params)
     try:
+        _describe(mlflow, run_id, cfg, data)
         result.metrics = _train_and_test(run, run_id, started, meter or ThroughputMeter(), [*callbacks], progress, progress_task)
         record.end_run(mlflow, run_id, record.FINISHED)
         result.status = record.FINISHED
@@ -269,6 +312,14 @@ def execute_run(
         record.end_run(mlflow, run_id, record.KILLED, "interrupted")
         raise
     return result
+
+
+def _describe(mlflow, run_id: str, cfg: RunConfig, data: DatasetInfo | None) -> None:
+    """The run's data sets and its ``config.yaml`` (which ``rnnbench run`` reruns to the same run key)."""
+    if data is not None:
+        dashboard.log_datasets(mlflow, run_id, data)
+    header = f"# rnnbench run {record.CONFIG_ARTIFACT}  (run key {cfg.run_key()}; relative paths are from the repository root)\n"
+    dashboard.log_yaml(mlflow, run_id, cfg.model_dump(mode="json"), record.CONFIG_ARTIFACT, header)
 
 
 def _train_and_test(

@@ -296,12 +296,12 @@ def track(rows: list[Measurement], device, tracking_uri: str, experiment: str) -
 
     from mlflow.entities import Metric, Param
 
-    from benchmark import record, tracking
+    from benchmark import dashboard, record, tracking
     from benchmark.record import RunKind, Tag
 
     client = tracking.client(tracking_uri)
     exp_id = tracking.experiment_id(client, experiment)
-    env = tracking.environment_tags(device) | ({"device": rows[0].device} if rows else {})
+    env = tracking.environment_tags(device) | tracking.source_tags() | ({"device": rows[0].device} if rows else {})
     now = int(time.time() * 1000)
     groups = defaultdict(list)
     for r in rows:
@@ -309,7 +309,8 @@ def track(rows: list[Measurement], device, tracking_uri: str, experiment: str) -
     for (impl, model, h, b, t), members in groups.items():
         first = members[0]
         tags = env | {Tag.IMPL: impl, Tag.MODEL: model, Tag.CELL: first.cell}
-        run_id = record.create_run(client, exp_id, RunKind.SPEED, f"speed/{impl}/{model}/H{h}-B{b}-T{t}", tags)
+        name = dashboard.SEP.join([model, impl, f"H{h} B{b} T{t}"])
+        run_id = record.create_run(client, exp_id, RunKind.SPEED, name, tags)
         params = {"impl": impl, "model": model, "cell": first.cell, "layers": first.layers, "bidirectional": first.bidirectional, "hidden": h, "batch": b, "seq_len": t, "threads": first.threads}
         metrics = {}
         for r in members:

@@ -1,16 +1,21 @@
-"""MLflow plumbing: experiments, run lookup for resuming, environment tags.
+"""MLflow plumbing: experiments, run lookup for resuming, environment and source tags.
 
 Any tracking URI works (the default is a local SQLite file; a server URL works the same).
 The runner, not Lightning, decides a run's terminal status: a run is FINISHED only once its
-test metrics are written, so a resumed suite never trusts a half-done run.
+test metrics are written, so a resumed suite never trusts a half-done run. Per-epoch metrics are
+logged with MLflow's step = the epoch (``RunLogger``), so variants with different batch counts
+line up in MLflow's charts.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import platform
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import lightning
@@ -27,7 +32,16 @@ for _noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
 
 
 class RunLogger(MLFlowLogger):
-    """Lightning's MLflow logger, minus marking the run finished when ``fit`` returns."""
+    """Lightning's MLflow logger, minus marking the run finished when ``fit`` returns, with step = epoch.
+
+    Lightning logs at the global step and adds an ``epoch`` metric; here that epoch becomes the
+    step (0 = the first epoch) and is not logged again. Final metrics (no epoch) go to step 0.
+    """
+
+    def log_metrics(self, metrics, step=None) -> None:
+        metrics = dict(metrics)
+        epoch = metrics.pop("epoch", None)
+        super().log_metrics(metrics, int(epoch) if epoch is not None else step)
 
     def finalize(self, status: str = "success") -> None:
         pass
@@ -78,16 +92,42 @@ def mark_abandoned(mlflow: MlflowClient, exp_id: str, run_key: str) -> int:
     return reap(mlflow, stale, "process ended before the run finished")
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
 @functools.cache
-def git_commit() -> str:
+def git_state() -> tuple[str, str, bool] | None:
+    """(full commit hash, branch, dirty) of the checkout rnnbench runs from; None outside a git checkout."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=REPO_ROOT, capture_output=True, text=True)
-        return commit + ("+dirty" if dirty.stdout.strip() else "")
+        return _git("rev-parse", "HEAD"), _git("rev-parse", "--abbrev-ref", "HEAD"), bool(_git("status", "--porcelain", "-uno"))
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return None
+
+
+def git_commit() -> str:
+    """The short commit, ``+dirty`` with uncommitted changes to tracked files; ``unknown`` outside git."""
+    state = git_state()
+    return "unknown" if state is None else state[0][:12] + ("+dirty" if state[2] else "")
+
+
+def command_line() -> str:
+    """The command that made the runs, as a person would type it: what the CLI recorded, else this process's argv."""
+    if recorded := os.environ.get(record.COMMAND_ENV):
+        return recorded
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py":  # python -m <package>
+        return f"python -m {program.parent.name} {shlex.join(sys.argv[1:])}".strip()
+    return shlex.join([program.name, *sys.argv[1:]])
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's own source tags: the command line and the git commit (its UI shows them)."""
+    tags = {record.Tag.SOURCE_NAME: command_line(), record.Tag.SOURCE_TYPE: "LOCAL"}
+    if (state := git_state()) is not None:
+        commit, branch, dirty = state
+        tags |= {record.Tag.SOURCE_COMMIT: commit, record.Tag.SOURCE_BRANCH: branch, record.Tag.SOURCE_DIRTY: record.flag(dirty)}
+    return tags
 
 
 def device_name(device: torch.device) -> str:

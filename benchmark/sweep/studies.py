@@ -20,7 +20,7 @@ from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
-from benchmark import record
+from benchmark import dashboard, record, tracking
 from benchmark.config import ConfigError, RunConfig, flatten
 from benchmark.record import RunKind, Tag
 from benchmark.search_space import SearchSpace
@@ -50,6 +50,7 @@ class TrialAttr:
 class StudyPlan:
     name: str  # <sweep>/<task label>/<model>
     label: str
+    short_label: str  # the label shortened over the sweep's task settings (``benchmark.dashboard``), for run names
     model: str
     facts: dict[str, Any]  # the variant's cell, layers, bidirectional: what `when:` conditions may name
     base: RunConfig  # the run config before sampled values are applied
@@ -67,7 +68,13 @@ def plan_studies(sweep: SweepConfig) -> list[StudyPlan]:
     from benchmark.task import create_task
 
     plans, specs = [], {}
-    for base in sweep.as_suite(sweep.name, [sweep.seed]).runs():
+    bases = sweep.as_suite(sweep.name, [sweep.seed]).runs()
+    settings = {}
+    for base in bases:  # cheap: options only
+        task = create_task(base.task.name, **base.task.options)
+        settings.setdefault(task.label, task)
+    short = dict(zip(settings, dashboard.short_labels(list(settings.values()))))
+    for base in bases:
         task = create_task(base.task.name, **base.task.options)
         key = json.dumps(base.task.model_dump(mode="json"), sort_keys=True)
         if key not in specs:  # spec() may be costly for data-backed tasks: once per task setting
@@ -83,6 +90,7 @@ def plan_studies(sweep: SweepConfig) -> list[StudyPlan]:
             StudyPlan(
                 f"{sweep.name}/{task.label}/{base.model.name}",
                 task.label,
+                short[task.label],
                 base.model.name,
                 facts,
                 base,
@@ -178,7 +186,9 @@ def prepare_study(sweep: SweepConfig, plan: StudyPlan, storage, mlflow, exp_id: 
         mlflow.update_run(parent, status=record.RUNNING)
         mlflow.log_batch(parent, tags=[RunTag(k, v) for k, v in tags.items()])
         return parent
-    run_id = record.create_run(mlflow, exp_id, RunKind.SWEEP, plan.name, tags)
+    tags |= tracking.source_tags() | {Tag.NOTE: _note(sweep, plan, space)}
+    name = dashboard.study_run_name(plan.model, plan.short_label, sweep.name)
+    run_id = record.create_run(mlflow, exp_id, RunKind.SWEEP, name, tags)
     params = flatten(plan.base.model_dump(mode="json")) | {record.SEARCH_SPACE: json.dumps(space.to_dict())}
     mlflow.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
     # Machines starting together may each create a parent: all settle on the earliest one.
@@ -192,6 +202,18 @@ def prepare_study(sweep: SweepConfig, plan: StudyPlan, storage, mlflow, exp_id: 
         mlflow.delete_run(run_id)
     study.set_user_attr(StudyAttr.PARENT_RUN_ID, winner)
     return winner
+
+
+def _note(sweep: SweepConfig, plan: StudyPlan, space: SearchSpace) -> str:
+    """The study parent's description (``mlflow.note.content``)."""
+    direction = "maximised" if plan.higher_is_better else "minimised"
+    return (
+        f"Optuna study **{plan.name}**: {sweep.n_trials} finished trials of **{plan.model}** on **{plan.label}** "
+        f"(training seed {sweep.seed}, at most {plan.base.train.max_epochs} epochs each), nested under this run. "
+        f"Sampler {sweep.sampler.name} (seed {sweep.sampler_seed}), pruner {sweep.pruner.name}; searching "
+        f"{', '.join(space.to_dict()) or 'nothing'}. Objective: best validation {plan.main_metric}, {direction}. "
+        f"Storage: {safe_url(sweep.storage_url())}; watch it with `optuna-dashboard {safe_url(sweep.storage_url())}`."
+    )
 
 
 def _run_exists(mlflow, run_id: str) -> bool:

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.markup import escape
 
-from benchmark import record, tracking
+from benchmark import dashboard, record, tracking
 from benchmark.record import RunKind, Tag
 from benchmark.search_space import apply_params
 from benchmark.sweep.config import SweepConfig
@@ -108,8 +108,8 @@ def run_one_trial(sweep: SweepConfig, plan: StudyPlan, study: optuna.Study, pare
         try:
             cfg = apply_params(plan.base, out.params)
             result = execute_run(
-                cfg, kind=RunKind.TRIAL, parent_run_id=parent_id, extra_tags=tags,
-                callbacks=[probe, pruning], meter=meter, passthrough=(optuna.TrialPruned,),
+                cfg, kind=RunKind.TRIAL, parent_run_id=parent_id, extra_tags=tags, callbacks=[probe, pruning],
+                meter=meter, passthrough=(optuna.TrialPruned,), run_name=dashboard.trial_name(plan.model, trial.number),
             )  # fmt: skip
         except optuna.TrialPruned as e:
             out.state, out.epochs, out.note = "PRUNED", meter.epochs, str(e)

@@ -5,19 +5,27 @@
 A rerun skips every run whose FINISHED record (same run key) is already in MLflow; runs left
 RUNNING by a killed process are marked KILLED and run again; a failed run is recorded and the
 suite goes on. ``jobs: N`` trains N runs at once in separate processes (one core each, say).
+
+In MLflow a suite is a parent run (``kind=suite``, named ``suite <name>``) with its runs nested
+under it; a resumed suite reopens the same parent (same name and planned runs).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
+from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.progress import Progress
 
-from benchmark import record, tracking
+from benchmark import dashboard, record, tracking
 from benchmark.config import RunConfig, SuiteConfig
 from benchmark.launcher import run_in_processes
-from benchmark.runner import RunResult, execute_run, print_result, progress_bar
+from benchmark.record import RunKind, Tag
+from benchmark.runner import RunResult, execute_run, make_console, print_result, progress_bar
 from benchmark.summary import Summary, summarize
 from benchmark.task import create_task
 
@@ -27,11 +35,19 @@ class SuiteOutcome:
     executed: list[RunResult]
     skipped: int
     summary: Summary
+    parent_run_id: str  # the suite's parent run in MLflow
+    tracking_uri: str
+
+    def attach(self, files: list[Path]) -> None:
+        """Log files (the written summary) onto the suite's parent run."""
+        mlflow = tracking.client(self.tracking_uri)
+        for path in files:
+            mlflow.log_artifact(self.parent_run_id, str(path))
 
 
 def run_suite(suite: SuiteConfig, console: Console | None = None, runs: list[RunConfig] | None = None) -> SuiteOutcome:
     """Run the suite's runs (or ``runs``, e.g. tuned configs from a sweep) that MLflow has not finished."""
-    console = console or Console()
+    console = console or make_console()
     runs = suite.runs() if runs is None else runs
     mlflow = tracking.client(suite.tracking.tracking_uri)
     exp_id = tracking.experiment_id(mlflow, suite.tracking.experiment)
@@ -47,20 +63,75 @@ def run_suite(suite: SuiteConfig, console: Console | None = None, runs: list[Run
         f"suite [bold]{suite.name}[/]: {len(runs)} runs{shape}, {skipped} already finished in MLflow, {len(pending)} to run. "
         f"Tracking: {suite.tracking.tracking_uri} (experiment '{suite.tracking.experiment}')"
     )
-    tags = {record.Tag.SUITE: suite.name, record.Tag.SUITE_JOBS: str(suite.jobs)}
-    with progress_bar(console) as progress:
-        overall = progress.add_task("suite", total=len(pending), info="")
-        run = _run_in_processes if suite.jobs > 1 and len(pending) > 1 else _run_here
-        executed = run(pending, tags, progress, overall, suite.jobs)
+    parent = _open_parent(mlflow, exp_id, suite, runs)
+    context = {"extra_tags": {Tag.SUITE: suite.name, Tag.SUITE_JOBS: str(suite.jobs)}, "parent_run_id": parent}
+    names = _run_names(runs)
+    try:
+        with progress_bar(console) as progress:
+            overall = progress.add_task("suite", total=len(pending), info="")
+            run = _run_in_processes if suite.jobs > 1 and len(pending) > 1 else _run_here
+            executed = run([(cfg, names[cfg.run_key()]) for cfg in pending], context, progress, overall, suite.jobs)
+    except BaseException:  # Ctrl+C or a kill: the parent ends KILLED like its interrupted run
+        record.end_run(mlflow, parent, record.KILLED, "interrupted")
+        raise
     summary = summarize(mlflow, exp_id, runs)
-    return SuiteOutcome(executed, skipped, summary)
+    missing = sum(row.missing for row in summary.rows)
+    record.end_run(mlflow, parent, record.FAILED if missing else record.FINISHED,
+                   f"{missing} planned run(s) have no finished run; rerun the suite to resume" if missing else None)  # fmt: skip
+    return SuiteOutcome(executed, skipped, summary, parent, suite.tracking.tracking_uri)
 
 
-def _run_here(pending: list[RunConfig], tags: dict, progress: Progress, overall, jobs: int) -> list[RunResult]:
+def _run_names(runs: list[RunConfig]) -> dict[str, str]:
+    """Run key -> ``model · s<seed> · <short task label>``, the labels shortened over the suite's task settings."""
+    label = {cfg.run_key(): create_task(cfg.task.name, **cfg.task.options).label for cfg in runs}  # cheap: options only
+    settings = {label[cfg.run_key()]: create_task(cfg.task.name, **cfg.task.options) for cfg in runs}
+    short = dict(zip(settings, dashboard.short_labels(list(settings.values()))))
+    return {cfg.run_key(): dashboard.run_name(cfg.model.name, cfg.seed, short[label[cfg.run_key()]]) for cfg in runs}
+
+
+def suite_hash(runs: list[RunConfig]) -> str:
+    """16 hex digits of the suite's planned run keys: the same suite, however often resumed, has the same hash."""
+    return hashlib.sha1(json.dumps(sorted(r.run_key() for r in runs)).encode()).hexdigest()[:16]
+
+
+def _open_parent(mlflow: MlflowClient, exp_id: str, suite: SuiteConfig, runs: list[RunConfig]) -> str:
+    """The suite's parent run, RUNNING: reopened when this suite (name and planned runs) ran before, else created."""
+    digest = suite_hash(runs)
+    query = f"tags.{Tag.KIND} = '{RunKind.SUITE}' and tags.{Tag.SUITE} = '{suite.name}' and tags.{Tag.SUITE_HASH} = '{digest}'"
+    earlier = sorted(tracking.search_all(mlflow, exp_id, query), key=lambda r: r.info.start_time)
+    if earlier:
+        run_id = earlier[0].info.run_id
+        mlflow.update_run(run_id, status=record.RUNNING)
+        if Tag.FAILURE_REASON in earlier[0].data.tags:
+            mlflow.delete_tag(run_id, Tag.FAILURE_REASON)
+        return run_id
+    tags = {Tag.SUITE: suite.name, Tag.SUITE_HASH: digest, Tag.NOTE: _note(suite, runs)} | tracking.source_tags()
+    run_id = record.create_run(mlflow, exp_id, RunKind.SUITE, dashboard.suite_run_name(suite.name), tags)
+    dashboard.log_yaml(mlflow, run_id, suite.model_dump(mode="json"), record.SUITE_ARTIFACT)
+    return run_id
+
+
+def _note(suite: SuiteConfig, runs: list[RunConfig]) -> str:
+    """The parent run's description: what the suite compares, its shared settings, where its summary and report go."""
+    labels = list(dict.fromkeys(create_task(r.task.name, **r.task.options).label for r in runs))
+    models = list(dict.fromkeys(r.model.name for r in runs))
+    seeds = sorted({r.seed for r in runs})
+    shared = {k: v for k, v in suite.model.model_dump(exclude_defaults=True).items() if k != "name"}
+    shared = {"model": shared, "train": suite.train.model_dump(exclude_defaults=True)}
+    settings = "; ".join(f"{section} {', '.join(f'{k}={v}' for k, v in values.items())}" for section, values in shared.items() if values)
+    return (
+        f"Suite **{suite.name}**: {len(labels)} task setting(s) ({', '.join(labels)}) x {len(models)} model(s) "
+        f"({', '.join(models)}) x {len(seeds)} seed(s) ({', '.join(map(str, seeds))}) = {len(runs)} runs, nested under "
+        f"this run. Shared settings: {settings or 'the defaults'}. When the suite ends, `summary.md` and `summary.csv` "
+        f"are attached here; each `rnnbench report --experiment {suite.tracking.experiment}` attaches `report/report.html`."
+    )
+
+
+def _run_here(named: list[tuple[RunConfig, str]], context: dict, progress: Progress, overall, jobs: int) -> list[RunResult]:
     executed = []
-    for cfg in pending:
-        current = progress.add_task(f"  {cfg.task.name}/{cfg.model.name}/seed{cfg.seed}", total=None, info="")
-        result = execute_run(cfg, progress=progress, progress_task=current, extra_tags=tags)
+    for cfg, name in named:
+        current = progress.add_task(f"  {name}", total=None, info="")
+        result = execute_run(cfg, progress=progress, progress_task=current, run_name=name, **context)
         progress.remove_task(current)
         executed.append(result)
         print_result(progress.console, result)
@@ -68,12 +139,12 @@ def _run_here(pending: list[RunConfig], tags: dict, progress: Progress, overall,
     return executed
 
 
-def _execute_in_worker(job: tuple[str, dict]) -> RunResult:
-    cfg_json, tags = job
-    return execute_run(RunConfig.model_validate_json(cfg_json), extra_tags=tags)
+def _execute_in_worker(job: tuple[str, str, dict]) -> RunResult:
+    cfg_json, name, context = job
+    return execute_run(RunConfig.model_validate_json(cfg_json), run_name=name, **context)
 
 
-def _run_in_processes(pending: list[RunConfig], tags: dict, progress: Progress, overall, jobs: int) -> list[RunResult]:
+def _run_in_processes(named: list[tuple[RunConfig, str]], context: dict, progress: Progress, overall, jobs: int) -> list[RunResult]:
     """``jobs`` runs at once in worker processes (``benchmark.launcher``); results come back as they finish.
 
     Each run still ends FINISHED/FAILED/KILLED in MLflow by itself; a worker that dies outright
@@ -81,8 +152,9 @@ def _run_in_processes(pending: list[RunConfig], tags: dict, progress: Progress, 
     """
     executed = []
     progress.update(overall, info=f"{jobs} at a time")
-    for outcome in run_in_processes(_execute_in_worker, [(cfg.model_dump_json(), tags) for cfg in pending], jobs):
-        result = outcome.result if outcome.ok else _lost(pending[outcome.index], outcome.error)
+    work = [(cfg.model_dump_json(), name, context) for cfg, name in named]
+    for outcome in run_in_processes(_execute_in_worker, work, jobs):
+        result = outcome.result if outcome.ok else _lost(named[outcome.index][0], outcome.error)
         executed.append(result)
         print_result(progress.console, result)
         progress.advance(overall)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from benchmark import record
 from benchmark.cli import main
-from benchmark.record import Tag
+from benchmark.record import RunKind, Tag
 from benchmark.config import load_suite_config
 from benchmark.suite import run_suite
 
@@ -39,9 +39,10 @@ TINY = {"seq_len": 8, "train_size": 64, "val_size": 32, "test_size": 32}
 
 
 def statuses(mlflow_uri):
+    """Statuses of the suite's runs (not of its parent run, kind=suite)."""
     client = MlflowClient(mlflow_uri)
     exp = client.get_experiment_by_name("suite-test")
-    return sorted(r.info.status for r in client.search_runs([exp.experiment_id]))
+    return sorted(r.info.status for r in client.search_runs([exp.experiment_id]) if r.data.tags.get(Tag.KIND) != RunKind.SUITE)
 
 
 def test_suite_runs_resumes_and_summarises(tmp_path, mlflow_uri, capsys):
@@ -98,7 +99,7 @@ def test_parallel_jobs_give_the_same_results_as_one_at_a_time(tmp_path, mlflow_u
     by_model = lambda outcome: {r.model: r.metrics[record.on_test("mse")] for r in outcome.executed}  # noqa: E731
     assert by_model(parallel) == by_model(sequential)
     client = MlflowClient(mlflow_uri)
-    runs = client.search_runs([client.get_experiment_by_name("two").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("two").experiment_id], f"tags.{Tag.KIND} = '{RunKind.RUN}'")
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
     assert {r.data.tags[Tag.SUITE_JOBS] for r in runs} == {"2"}
 

@@ -90,12 +90,15 @@ def test_sweep_nests_one_run_per_trial_and_feeds_the_tuned_suite(tmp_path, mlflo
         assert o.reached_target and o.complete == 3
         trials = assert_exact_target(sweep, o.plan.name, mlflow_uri, o.parent_run_id)
         for t in trials:  # the child's logged config is the trial's sampled params
-            params = mlflow.get_run(t.user_attrs[TrialAttr.RUN_ID]).data.params
+            child = mlflow.get_run(t.user_attrs[TrialAttr.RUN_ID])
             for key, value in t.params.items():
-                assert float(params[key]) == pytest.approx(value)
+                assert float(child.data.params[key]) == pytest.approx(value)
             assert ("model.forget_bias" in t.params) == (o.plan.model == "lstm")
+            assert child.info.run_name == f"{o.plan.model} · trial {t.number}"
         parent = mlflow.get_run(o.parent_run_id)
         assert parent.data.tags[Tag.KIND] == RunKind.SWEEP and parent.data.tags[Tag.MODEL] == o.plan.model
+        assert parent.info.run_name == f"{o.plan.model} · adding · sweep tiny"
+        assert o.plan.name in parent.data.tags[Tag.NOTE]
         assert parent.info.status == "FINISHED"
         best = min((t for t in trials if t.value is not None), key=lambda t: t.value)
         assert parent.data.metrics[StudyMetric.BEST_VALUE] == pytest.approx(best.value)
@@ -117,7 +120,8 @@ def test_sweep_nests_one_run_per_trial_and_feeds_the_tuned_suite(tmp_path, mlflo
     for run, o in zip(runs, outcomes):
         assert run.train.lr == pytest.approx(o.best_params["train.lr"])
     assert main(["suite", "--from-sweep", path, "seeds=[1]"]) == 0
-    tuned = mlflow.search_runs([mlflow.get_run(outcomes[0].parent_run_id).info.experiment_id], f"tags.{Tag.SUITE} = 'tiny-tuned'")
+    query = f"tags.{Tag.SUITE} = 'tiny-tuned' and tags.{Tag.KIND} = 'run'"  # the suite's parent run has kind=suite
+    tuned = mlflow.search_runs([mlflow.get_run(outcomes[0].parent_run_id).info.experiment_id], query)
     assert len(tuned) == 2 and all(r.info.status == "FINISHED" for r in tuned)
     with pytest.raises(ConfigError, match="fresh seeds"):
         tuned_suite(load_sweep_config(path, ["seeds=[0]"]))

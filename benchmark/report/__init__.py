@@ -5,6 +5,6 @@ Modules, one job each: ``collect`` (MLflow -> tidy tables), ``tables`` (per-task
 (headless-Chromium check of the HTML). The statistics live in ``benchmark.decide``.
 """
 
-from benchmark.report.build import build_report
+from benchmark.report.build import attach_report, build_report
 
-__all__ = ["build_report"]
+__all__ = ["attach_report", "build_report"]

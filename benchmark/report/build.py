@@ -10,16 +10,17 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from mlflow.tracking import MlflowClient
 
+from benchmark import record
 from benchmark.config import ConfigError
-
 from benchmark.decide import ALPHA, LEVEL, Design, margin_for
 from benchmark.decide.margins import MarginConfig, check, merged, recorded_margins
 from benchmark.decide.matched import ACCURACY, SPEED, PairDecision
 from benchmark.decide.paired import BOOTSTRAP_MIN_SEEDS, margin_text
 from benchmark.record import ExperimentTag
 from benchmark.report import plots
-from benchmark.report.collect import Collection, collect, length_axis, val_curves
+from benchmark.report.collect import Collection, collect, length_axis, suite_runs, val_curves
 from benchmark.report.render import Block, Bullets, Heading, Image, Para, Table, markdown, to_html
 from benchmark.report.tables import by_label, model_table
 from benchmark.report.verdicts import BREAKDOWN_MARGIN, Evidence, Verdict, all_verdicts, breakdown, fmt
@@ -149,6 +150,21 @@ def _margins_used(finished: pd.DataFrame, margins: MarginConfig, recorded: bool,
     source = ("--margin given to the report" if given else "") + (" over " if given and recorded else "")
     source += "the suite's report.margins" if recorded else ("" if given else "the defaults")
     return "; ".join(parts) + f" ({source})"
+
+
+def attach_report(tracking_uri: str, experiment: str, out: Path, written: list[Path]) -> list[str]:
+    """Log the report's files onto every suite parent run of the experiment (artifact folder ``report/``).
+
+    Returns the parent runs' ids (none: the experiment has no suite runs). In MLflow's UI the
+    suite's run then opens ``report/report.html`` in its Artifacts tab.
+    """
+    mlflow = MlflowClient(tracking_uri=tracking_uri)
+    parents = suite_runs(mlflow, experiment)
+    for parent in parents:
+        for path in written:
+            folder = Path(record.REPORT_ARTIFACTS) / path.relative_to(out).parent
+            mlflow.log_artifact(parent, str(path), folder.as_posix())
+    return parents
 
 
 def _header(c: Collection, experiment: str) -> list[Block]:

@@ -240,6 +240,13 @@ def _sweeps(mlflow: MlflowClient, exp_id: str) -> list[Sweep]:
     return sweeps
 
 
+def suite_runs(mlflow: MlflowClient, experiment: str) -> list[str]:
+    """Ids of the experiment's suite parent runs (``kind=suite``), oldest first."""
+    exp_id = experiment_id(mlflow, experiment, create=False)
+    found = search_all(mlflow, exp_id, f"tags.{Tag.KIND} = '{RunKind.SUITE}'") if exp_id is not None else []
+    return [r.info.run_id for r in sorted(found, key=lambda r: r.info.start_time)]
+
+
 def collect(tracking_uri: str, experiment: str) -> Collection:
     """Every ordinary run (any status) and every sweep of ``experiment``; ConfigError if none."""
     mlflow = MlflowClient(tracking_uri=tracking_uri)
@@ -251,11 +258,19 @@ def collect(tracking_uri: str, experiment: str) -> Collection:
     return Collection(experiment, tracking_uri, runs, sweeps, dict(mlflow.get_experiment(exp_id).tags))
 
 
+LEGACY_EPOCH_METRIC = "epoch"  # runs logged before step = epoch: Lightning's epoch metric, at the global step
+
+
 def val_curves(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch validation main metric of each run: columns run_id, step, value."""
+    """Per-epoch validation main metric of each run: columns run_id, epoch (0 = the first), value.
+
+    Runs log it with MLflow's step = the epoch; older runs logged the global step, with the epoch
+    in a separate ``epoch`` metric at the same steps, which maps them back.
+    """
     mlflow = MlflowClient(tracking_uri=tracking_uri)
     rows = []
     for run_id, main in zip(runs.run_id, runs.main_metric):
+        epoch_at = {m.step: int(m.value) for m in mlflow.get_metric_history(run_id, LEGACY_EPOCH_METRIC)}
         for m in mlflow.get_metric_history(run_id, record.on_val(main)):
-            rows.append({"run_id": run_id, "step": m.step, "value": m.value})
-    return pd.DataFrame(rows, columns=["run_id", "step", "value"])
+            rows.append({"run_id": run_id, "epoch": epoch_at.get(m.step, m.step), "value": m.value})
+    return pd.DataFrame(rows, columns=["run_id", "epoch", "value"])

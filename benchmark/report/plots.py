@@ -49,22 +49,22 @@ def slug(text: str) -> str:
 
 
 def validation_curves(runs: pd.DataFrame, curves: pd.DataFrame, path: Path) -> Path | None:
-    """Validation main metric per global step: mean over seeds, band from min to max."""
+    """Validation main metric per epoch: mean over seeds, band from min to max."""
     data = curves.merge(runs[["run_id", "model", "seed"]], on="run_id")
     if data.empty:
         return None
     metric, higher, base = runs.main_metric.iloc[0], bool(runs.higher_is_better.iloc[0]), runs.baseline.iloc[0]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for model, g in data.groupby("model", sort=False):
-        by_step = g.pivot_table(index="step", columns="seed", values="value")
-        mean = by_step.mean(axis=1)
-        (line,) = ax.plot(mean.index, mean.values, marker="o", ms=3, label=f"{model} (n={by_step.shape[1]})")
-        if by_step.shape[1] > 1:
-            ax.fill_between(by_step.index, by_step.min(axis=1), by_step.max(axis=1), color=line.get_color(), alpha=0.2)
+        by_epoch = g.pivot_table(index="epoch", columns="seed", values="value")
+        mean = by_epoch.mean(axis=1)
+        (line,) = ax.plot(mean.index, mean.values, marker="o", ms=3, label=f"{model} (n={by_epoch.shape[1]})")
+        if by_epoch.shape[1] > 1:
+            ax.fill_between(by_epoch.index, by_epoch.min(axis=1), by_epoch.max(axis=1), color=line.get_color(), alpha=0.2)
     if base == base:
         ax.axhline(base, color="black", ls="--", lw=1, label="trivial baseline")
     _log_if_wide(ax, list(data.value) + [base])
-    ax.set(xlabel="training step", ylabel=f"validation {metric} ({_arrow(higher)})",
+    ax.set(xlabel="epoch (0 = the first)", ylabel=f"validation {metric} ({_arrow(higher)})",
            title=f"{runs.task_label.iloc[0]}\nvalidation {metric}, mean over seeds (band: min-max)")  # fmt: skip
     ax.title.set_fontsize(10)
     ax.legend(fontsize=8)

@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 SUITE ?= configs/suites/default.yaml
+# the experiment $(SUITE) tracks into: `make bench` builds its report and attaches it to the suite's MLflow run
+EXPERIMENT ?= default-suite
 
 .PHONY: bench test setup mlflow-ui clean-stores
 
@@ -23,11 +25,13 @@ $(STAMP): pyproject.toml
 
 bench: $(STAMP)
 	$(VENV)/bin/rnnbench suite $(SUITE)
+	$(VENV)/bin/rnnbench report --experiment $(EXPERIMENT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n auto
 
 mlflow-ui: $(STAMP)
+	@echo "open http://127.0.0.1:5000, click 'Model training' (top left), pick the experiment; + beside 'suite <name>' unfolds its runs"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 clean-stores:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import sys
 import tempfile
@@ -120,7 +121,7 @@ class ProgressReporter(Callback):
 def make_console() -> Console:
     """The CLI's console: the terminal's width in a terminal; ``LOG_WIDTH`` columns into a file or pipe
     (rich would wrap every table cell at 80), unless ``COLUMNS`` says otherwise."""
-    return Console() if sys.stdout.isatty() else Console(width=LOG_WIDTH)
+    return Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=LOG_WIDTH)
 
 
 def progress_bar(console: Console) -> Progress:
@@ -318,7 +319,7 @@ def _describe(mlflow, run_id: str, cfg: RunConfig, data: DatasetInfo | None) -> 
     """The run's data sets and its ``config.yaml`` (which ``rnnbench run`` reruns to the same run key)."""
     if data is not None:
         dashboard.log_datasets(mlflow, run_id, data)
-    header = f"# rnnbench run {record.CONFIG_ARTIFACT}  (run key {cfg.run_key()}; relative paths are from the repository root)\n"
+    header = f"# rnnbench run {record.CONFIG_ARTIFACT}  (run key {cfg.run_key()}; relative paths are from where it first ran)\n"
     dashboard.log_yaml(mlflow, run_id, cfg.model_dump(mode="json"), record.CONFIG_ARTIFACT, header)
 
 

@@ -123,7 +123,7 @@ def command_line() -> str:
 
 def source_tags() -> dict[str, str]:
     """MLflow's own source tags: the command line and the git commit (its UI shows them)."""
-    tags = {record.Tag.SOURCE_NAME: command_line(), record.Tag.SOURCE_TYPE: "LOCAL"}
+    tags = {record.Tag.SOURCE_NAME: command_line()[: record.MAX_TAG_CHARS], record.Tag.SOURCE_TYPE: "LOCAL"}
     if (state := git_state()) is not None:
         commit, branch, dirty = state
         tags |= {record.Tag.SOURCE_COMMIT: commit, record.Tag.SOURCE_BRANCH: branch, record.Tag.SOURCE_DIRTY: record.flag(dirty)}

@@ -112,7 +112,8 @@ def test_logged_data_sets_have_equal_digests_for_equal_data_and_differ_when_data
     assert sum(sizes) == 24 and min(sizes) > 0  # every sequence of the file in exactly one split
 
 
-def test_suite_parent_names_sources_notes_configs_and_report(tmp_path, mlflow_uri, capsys):
+def test_suite_parent_names_sources_notes_configs_and_report(tmp_path, mlflow_uri, capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # output to a pipe is LOG_WIDTH wide unless COLUMNS says otherwise
     path = write_suite(tmp_path, mlflow_uri, jobs=2)
     assert main(["suite", str(path)]) == 0
     out = capsys.readouterr().out

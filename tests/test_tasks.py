@@ -54,6 +54,25 @@ def test_batches_match_spec(name, tmp_path):
     assert spec.baseline is None or set(spec.baseline.values) <= {m.name for m in spec.metrics}
 
 
+@pytest.mark.parametrize("name", TASKS.names())
+def test_dataset_info_names_every_split_and_is_stable(name, tmp_path):
+    """What MLflow logs as the run's data sets: each split once, its size, a digest that a reload reproduces."""
+    options = TASKS.get(name).smoke_options(tmp_path)
+    task = create_task(name, **options)
+    task.spec()
+    info = task.dataset_info()
+    if info is None:  # a task may describe no data set
+        return
+    assert info.name and info.source_type in ("local", "hub", "generator") and info.source
+    assert set(info.splits) == {"train", "val", "test"}
+    assert all(s.size > 0 and len(s.digest) == 12 for s in info.splits.values())
+    assert len({s.digest for s in info.splits.values()}) == 3
+    again = create_task(name, **options)
+    again.spec()
+    assert again.dataset_info() == info
+    assert task.data_name is None or task.data_name in task.label or info.source_type == "generator"
+
+
 def test_validation_set_is_fixed_across_seeds_and_training_data_is_not():
     task = create_task("adding", seq_len=10, val_size=32)
     a, b = task.datamodule(16, seed=0), task.datamodule(16, seed=1)

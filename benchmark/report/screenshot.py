@@ -102,9 +102,13 @@ class Browser:
         )  # fmt: skip
         os.close(to_chromium)
         os.close(from_chromium)
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height, deviceScaleFactor=1, mobile=False)
+        try:
+            target = self.call("Target.createTarget", url="about:blank")["targetId"]
+            self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height, deviceScaleFactor=1, mobile=False)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -162,13 +166,13 @@ class Browser:
                 raise RuntimeError(f"the page never showed {expression!r} within {timeout or self.timeout:.0f} s")
             time.sleep(0.25)
 
-    def _middle(self, element: str) -> tuple[float, float]:
-        self.wait_for(element)
+    def _middle(self, element: str, timeout: float | None = None) -> tuple[float, float]:
+        self.wait_for(element, timeout)
         return self.evaluate(f"(() => {{ const r = ({element}).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
 
-    def click(self, element: str) -> None:
-        """Click the middle of the element a JavaScript expression returns, with the mouse, as a person would."""
-        x, y = self._middle(element)
+    def click(self, element: str, timeout: float | None = None) -> None:
+        """Click the middle of the element a JavaScript expression returns (once it exists), with the mouse."""
+        x, y = self._middle(element, timeout)
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
@@ -226,7 +230,7 @@ def runs_page(base_url: str, experiment_id: str) -> str:
 
 
 # The assistant panel opens by itself on a local server's first visit: close it as a person would.
-CLOSE_ASSISTANT = "document.querySelector('button[data-component-id=\"mlflow.assistant.chat_panel.close\"]')?.click()"
+ASSISTANT_CLOSE = "document.querySelector('button[data-component-id=\"mlflow.assistant.chat_panel.close\"]')"
 # Runs nested under a parent (a suite's, a study's) are folded away: the button beside its name unfolds them.
 EXPANDERS = "[...document.querySelectorAll('.ag-cell[col-id*=\"Run Name\"] button')]"
 
@@ -258,7 +262,8 @@ def mlflow_runs(tracking_uri: str, experiment: str, png: Path | None = None, wid
     with mlflow_ui(tracking_uri) as url, Browser(width, height) as browser:
         browser.open(runs_page(url, exp.experiment_id))
         browser.wait_for("document.body.innerText.includes('matching run')")
-        browser.evaluate(CLOSE_ASSISTANT)
+        with contextlib.suppress(RuntimeError):  # an MLflow without the assistant
+            browser.click(ASSISTANT_CLOSE, timeout=20)
         if nested:
             browser.wait_for(f"{EXPANDERS}.length")
             for i in range(browser.evaluate(f"{EXPANDERS}.length")):
@@ -285,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 p.error("--mlflow needs --experiment")
             mlflow_runs(args.mlflow, args.experiment, args.png, args.width or 1500, args.height or 1000)
             print(args.png)
+        elif args.html is None:
+            p.error("give a report's HTML file, or --mlflow TRACKING_URI --experiment NAME")
         else:
             print(screenshot(args.html, args.png, args.width or 1280, args.height or 4000))
     except RuntimeError as e:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import lightning as L
@@ -27,7 +28,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmark import metrics
 from benchmark.config import ConfigError
 from benchmark.registry import did_you_mean
-from benchmark.task import Baseline, Batch, InputKind, Metric, OutputKind, Task, TaskOptions, TaskSpec, register_task
+from benchmark.task import (
+    Baseline, Batch, DataSplit, DatasetInfo, InputKind, Metric, OutputKind, Task, TaskOptions, TaskSpec, fingerprint,
+    register_task,
+)  # fmt: skip
 
 STAGES = ("train", "val", "test")
 
@@ -248,6 +252,26 @@ class SeqImage(Task):
         if self._data is None:
             self._data = load_images(self.options)
         return self._data
+
+    @property
+    def data_name(self) -> str:
+        o = self.options
+        if o.data_dir:
+            return Path(o.data_dir).name or o.data_dir
+        return Path(o.dataset).name or o.dataset  # ylecun/mnist -> mnist; digits
+
+    def dataset_info(self) -> DatasetInfo:
+        """Digests of the images (uint8, as loaded) and labels per split; order and permutation are the task's, not the data's."""
+        o, data = self.options, self.data
+        if o.dataset == "digits":
+            source_type, source = "local", {"bundled": "sklearn.datasets.load_digits"}
+        elif o.data_dir or o.data_files:
+            source_type, source = "local", {"builder": o.dataset, "data_dir": o.data_dir, "data_files": o.data_files}
+        else:
+            source_type, source = "hub", {"hub": o.dataset, "config": o.dataset_config, "revision": o.revision}
+        source |= {"split_seed": o.split_seed, "max_train_examples": o.max_train_examples, "max_eval_examples": o.max_eval_examples}
+        splits = {s: DataSplit(fingerprint(data.classes, data.images[s], data.labels[s]), len(data.labels[s])) for s in data.labels}
+        return DatasetInfo(self.data_name, source_type, source, splits)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

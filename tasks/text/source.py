@@ -63,7 +63,7 @@ def check_source(o: TextOptions) -> None:
         return
     if o.dataset:
         raise ConfigError("task.column_names names the columns of header-less local CSV/TSV files (task.data_files), not of a hub data set")
-    suffixes = {Path(p).suffix.lower() for paths in _local_files(o.data_files, check=False).values() for p in paths}
+    suffixes = {Path(p).suffix.lower() for paths in local_files(o.data_files, check=False).values() for p in paths}
     if suffixes - {".csv", ".tsv"}:
         raise ConfigError(f"task.column_names is for CSV/TSV files without a header (got {', '.join(sorted(suffixes))})")
     if len(set(o.column_names)) != len(o.column_names):
@@ -148,7 +148,7 @@ def _load(o: TextOptions):
 
 
 def _csv_files(o: TextOptions) -> bool:
-    files = _local_files(o.data_files, check=False)
+    files = local_files(o.data_files, check=False)
     return bool(files) and all(Path(p).suffix.lower() in (".csv", ".tsv") for paths in files.values() for p in paths)
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from benchmark import record
@@ -72,8 +74,12 @@ def short_labels(tasks: Sequence[Task]) -> list[str]:
     return out
 
 
-def log_datasets(mlflow: MlflowClient, run_id: str, data: DatasetInfo) -> None:
-    """One MLflow data set per split (name, digest, source, size), context train/val/test: the UI's Dataset column."""
+def log_datasets(mlflow: MlflowClient, run_id: str, data: DatasetInfo, attempts: int = 5) -> None:
+    """One MLflow data set per split (name, digest, source, size), context train/val/test: the UI's Dataset column.
+
+    MLflow keeps one row per (experiment, name, digest): when parallel runs insert the same new
+    data set at once, all but one fail on that key, and their retry links the row that won.
+    """
     source = json.dumps(data.source, default=str)
     inputs = [
         DatasetInput(
@@ -82,7 +88,14 @@ def log_datasets(mlflow: MlflowClient, run_id: str, data: DatasetInfo) -> None:
         )
         for name, split in data.splits.items()
     ]
-    mlflow.log_inputs(run_id, inputs)
+    for attempt in range(attempts):
+        try:
+            mlflow.log_inputs(run_id, inputs)
+            return
+        except MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def log_yaml(mlflow: MlflowClient, run_id: str, content: dict, name: str, header: str = "") -> None:

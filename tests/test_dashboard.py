@@ -13,7 +13,7 @@ from rich.console import Console
 from benchmark import record, tracking
 from benchmark.cli import main
 from benchmark.config import load_run_config, load_suite_config
-from benchmark.dashboard import short_labels
+from benchmark.dashboard import log_datasets, short_labels
 from benchmark.record import RunKind, Tag
 from benchmark.report.screenshot import find_browser, mlflow_runs
 from benchmark.runner import execute_run
@@ -110,6 +110,33 @@ def test_logged_data_sets_have_equal_digests_for_equal_data_and_differ_when_data
     assert logged[2] != logged[0]  # (train statistics normalise every split, so all three may change)
     sizes = [yaml.safe_load(d.dataset.profile)["num_rows"] for d in MlflowClient(mlflow_uri).get_run(first.run_id).inputs.dataset_inputs]
     assert sum(sizes) == 24 and min(sizes) > 0  # every sequence of the file in exactly one split
+
+
+def test_parallel_runs_logging_the_same_new_data_set_all_get_it(mlflow_uri):
+    """MLflow keeps one row per data set: racing inserts collide on it, and the losers must still link it."""
+    import threading
+
+    client = MlflowClient(mlflow_uri)
+    exp_id = client.create_experiment("race")
+    info = create_task("adding", seq_len=31).dataset_info()
+    run_ids = [client.create_run(exp_id).info.run_id for _ in range(6)]
+    barrier, errors = threading.Barrier(len(run_ids)), []
+
+    def log(run_id):
+        barrier.wait()
+        try:
+            log_datasets(MlflowClient(mlflow_uri), run_id, info)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=log, args=(r,)) for r in run_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    digests = [sorted(d.dataset.digest for d in client.get_run(r).inputs.dataset_inputs) for r in run_ids]
+    assert len(digests[0]) == 3 and all(d == digests[0] for d in digests)
 
 
 def test_suite_parent_names_sources_notes_configs_and_report(tmp_path, mlflow_uri, capsys, monkeypatch):

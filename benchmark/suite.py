@@ -65,7 +65,7 @@ def run_suite(suite: SuiteConfig, console: Console | None = None, runs: list[Run
     )
     parent = _open_parent(mlflow, exp_id, suite, runs)
     context = {"extra_tags": {Tag.SUITE: suite.name, Tag.SUITE_JOBS: str(suite.jobs)}, "parent_run_id": parent}
-    names = _run_names(runs)
+    names = _run_names(suite, runs)
     try:
         with progress_bar(console) as progress:
             overall = progress.add_task("suite", total=len(pending), info="")
@@ -81,22 +81,28 @@ def run_suite(suite: SuiteConfig, console: Console | None = None, runs: list[Run
     return SuiteOutcome(executed, skipped, summary, parent, suite.tracking.tracking_uri)
 
 
-def _run_names(runs: list[RunConfig]) -> dict[str, str]:
-    """Run key -> ``model · s<seed> · <short task label>``, the labels shortened over the suite's task settings."""
-    label = {cfg.run_key(): create_task(cfg.task.name, **cfg.task.options).label for cfg in runs}  # cheap: options only
-    settings = {label[cfg.run_key()]: create_task(cfg.task.name, **cfg.task.options) for cfg in runs}
-    short = dict(zip(settings, dashboard.short_labels(list(settings.values()))))
+def _run_names(suite: SuiteConfig, runs: list[RunConfig]) -> dict[str, str]:
+    """Run key -> ``model · s<seed> · <short task label>``, the labels shortened over all the suite's task settings
+    (not only this batch's: a batch of extra seeds names its runs as the first batch did)."""
+    tasks = {}
+    for cfg in [*suite.runs(), *runs]:  # cheap: options only
+        task = create_task(cfg.task.name, **cfg.task.options)
+        tasks.setdefault(task.label, task)
+    short = dict(zip(tasks, dashboard.short_labels(list(tasks.values()))))
+    label = {cfg.run_key(): create_task(cfg.task.name, **cfg.task.options).label for cfg in runs}
     return {cfg.run_key(): dashboard.run_name(cfg.model.name, cfg.seed, short[label[cfg.run_key()]]) for cfg in runs}
 
 
-def suite_hash(runs: list[RunConfig]) -> str:
-    """16 hex digits of the suite's planned run keys: the same suite, however often resumed, has the same hash."""
-    return hashlib.sha1(json.dumps(sorted(r.run_key() for r in runs)).encode()).hexdigest()[:16]
+def suite_hash(suite: SuiteConfig) -> str:
+    """16 hex digits of the run keys the suite's config plans: the same suite, however often resumed (or
+    extended by ``--until-decided`` or given tuned configs), has the same hash; other tasks, models,
+    seeds or settings have another."""
+    return hashlib.sha1(json.dumps(sorted(r.run_key() for r in suite.runs())).encode()).hexdigest()[:16]
 
 
 def _open_parent(mlflow: MlflowClient, exp_id: str, suite: SuiteConfig, runs: list[RunConfig]) -> str:
     """The suite's parent run, RUNNING: reopened when this suite (name and planned runs) ran before, else created."""
-    digest = suite_hash(runs)
+    digest = suite_hash(suite)
     query = f"tags.{Tag.KIND} = '{RunKind.SUITE}' and tags.{Tag.SUITE} = '{suite.name}' and tags.{Tag.SUITE_HASH} = '{digest}'"
     earlier = sorted(tracking.search_all(mlflow, exp_id, query), key=lambda r: r.info.start_time)
     if earlier:

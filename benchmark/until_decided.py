@@ -14,7 +14,7 @@ experiment, where ``rnnbench report`` reads them and reaches the same verdicts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.console import Console
 from rich.markup import escape
@@ -103,7 +103,7 @@ def run(suite: SuiteConfig, console: Console, runs: list[RunConfig] | None = Non
     for d in decisions:
         console.print(escape(f"{d.label}, {d.pair.name}, {d.question.name}: {d.decision.reason}"), highlight=False)
     extra = [c for c in candidates.extra if c.run_key() in finished or c.run_key() in attempted]
-    return SuiteOutcome(executed, first.skipped, summarize(mlflow, exp_id, planned + extra))
+    return replace(first, executed=executed, summary=summarize(mlflow, exp_id, planned + extra))
 
 
 @dataclass

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from benchmark import record
 from benchmark.cli import main
 from benchmark.decide.design import Design
-from benchmark.record import ExperimentTag, Tag
+from benchmark.record import ExperimentTag, RunKind, Tag
 from tests.conftest import REPO_ROOT
 
 TINY = {"name": "adding", "seq_len": 8, "train_size": 256, "val_size": 32, "test_size": 32}
@@ -62,10 +62,11 @@ def test_bad_input_is_one_line_and_exit_2_before_any_store(args, message, tmp_pa
 def finished_seeds(uri: str) -> pd.DataFrame:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("seq")
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    runs = client.search_runs([exp.experiment_id], f"tags.{Tag.KIND} = '{RunKind.RUN}'", max_results=1000)
     return pd.DataFrame(
         [{"model": r.data.tags[Tag.MODEL], "seed": int(r.data.tags[Tag.SEED]), "status": r.info.status,
-          "key": r.data.tags[Tag.RUN_KEY], "run_id": r.info.run_id} for r in runs]  # fmt: skip
+          "key": r.data.tags[Tag.RUN_KEY], "run_id": r.info.run_id, "parent": r.data.tags.get(Tag.PARENT_RUN)}
+         for r in runs]  # fmt: skip
     )
 
 
@@ -112,6 +113,9 @@ def test_until_decided_resumes_after_kill_9_without_duplicating_seeds(tmp_path, 
     both = set(done[done.model == "gru"].seed) & set(done[done.model == "lstm"].seed)
     assert len(both) in design.looks and set(done.seed) == both  # every pair stopped at a look, on the same seeds
     assert sorted(both) == list(range(len(both)))  # the added seeds follow the planned ones: 3, 4, 5
+    client = MlflowClient(mlflow_uri)
+    parents = client.search_runs([client.get_experiment_by_name("seq").experiment_id], f"tags.{Tag.KIND} = '{RunKind.SUITE}'")
+    assert len(parents) == 1 and set(runs.parent) == {parents[0].info.run_id}  # one suite run, however resumed or extended
 
     # the report, from MLflow alone, reaches the decisions the suite printed
     from benchmark.report import build_report
@@ -144,7 +148,8 @@ def test_margins_and_design_reach_the_report(tmp_path, mlflow_uri):
     assert main(["report", "--experiment", "seq", "--tracking-uri", mlflow_uri, "--interval", "jackknife"]) == 2
     build_report(mlflow_uri, "seq", tmp_path / "r3", interval="bootstrap")  # 2 seeds: the t-interval, said so
     assert set(pd.read_csv(tmp_path / "r3" / "models.csv").interval) == {"t"}
-    run = MlflowClient(mlflow_uri).search_runs([MlflowClient(mlflow_uri).get_experiment_by_name("seq").experiment_id])[0]
+    run = MlflowClient(mlflow_uri).search_runs([MlflowClient(mlflow_uri).get_experiment_by_name("seq").experiment_id],
+                                               f"tags.{Tag.KIND} = '{RunKind.RUN}'")[0]
     assert (run.data.tags[record.metric_scale("mse")], run.data.tags[record.metric_range("mse")]) == ("ratio", "(0, inf)")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark import record
+from benchmark import devices, record
 from benchmark.config import ModelConfig, RunConfig, TaskConfig, TrackingConfig, TrainConfig
 from benchmark.lightning_module import OPTIMIZERS
 from benchmark.models import RecurrentNetwork, resolve_architecture
@@ -78,7 +78,7 @@ def plain_loop(cfg: RunConfig, device: torch.device) -> tuple[float, float, floa
     optimizer = OPTIMIZERS[cfg.train.optimizer](network.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003)
     steps = cfg.task.options["train_size"] // cfg.train.batch_size
-    _sync(device)
+    devices.synchronize(device)
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         batch = task.sample(cfg.train.batch_size, generator, device)
@@ -88,14 +88,9 @@ def plain_loop(cfg: RunConfig, device: torch.device) -> tuple[float, float, floa
         if cfg.train.grad_clip:
             nn.utils.clip_grad_norm_(network.parameters(), cfg.train.grad_clip)
         optimizer.step()
-    _sync(device)
+    devices.synchronize(device)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return steps * cfg.train.batch_size / seconds, cpu, time.perf_counter() - started
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure_overhead(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from benchmark import dashboard, record, tracking
+from benchmark import dashboard, devices, record, tracking
 from benchmark.config import RunConfig, flatten
 from benchmark.lightning_module import RecurrentTaskModule
 from benchmark.models import Architecture, RecurrentNetwork, count_parameters, parameter_count, resolve_architecture
@@ -61,8 +60,7 @@ class ThroughputMeter(Callback):
         self._since: tuple[float, float] | None = None
 
     def _now(self, trainer) -> tuple[float, float]:
-        if trainer.strategy.root_device.type == "cuda":  # time finished kernels, not queued ones
-            torch.cuda.synchronize(trainer.strategy.root_device)
+        devices.synchronize(trainer.strategy.root_device)  # time finished kernels, not queued ones
         return time.perf_counter(), time.process_time()
 
     def _stop(self, trainer) -> None:
@@ -154,12 +152,6 @@ def print_result(console: Console, r: RunResult) -> None:
         f"[green]ok[/] {name}: {tests}  params={r.param_count:,}  "
         f"{r.metrics[RunMetric.THROUGHPUT]:,.0f} seq/s  {r.metrics[RunMetric.WALL_TIME]:.1f}s"
     )
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process high-water mark (Linux: KiB)
 
 
 @dataclass
@@ -343,6 +335,7 @@ def _train_and_test(
             callbacks.append(ProgressReporter(progress, progress_task))
         trainer = build_trainer(cfg, logger, callbacks, ckpt_dir)
         device = trainer.strategy.root_device
+        devices.reset_peak_memory(device)  # this run's peak, not the process's (suites, sweeps, overhead)
         mlflow.log_batch(run_id, tags=[RunTag(k, v) for k, v in tracking.environment_tags(device).items()])
         trainer.fit(run.module, datamodule=run.datamodule)
         fit_seconds = time.perf_counter() - started
@@ -356,7 +349,7 @@ def _train_and_test(
         RunMetric.FIT_TIME: fit_seconds,
         RunMetric.WALL_TIME: time.perf_counter() - started,
         RunMetric.EPOCHS: trainer.current_epoch,
-        RunMetric.PEAK_MEMORY: peak_memory_mb(device),
+        RunMetric.PEAK_MEMORY: devices.peak_memory_mb(device),
         record.best_val(main.name): float(best) if best is not None else float("nan"),
         **(pipeline() if pipeline else {}),
     }

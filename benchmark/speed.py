@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch.utils import benchmark as tbench
 
+from benchmark import devices
 from benchmark.config import ConfigError
 from benchmark.models import CELLS, MODELS
 from benchmark.models.reference import ReferenceRecurrent
@@ -58,6 +59,12 @@ class Shape:
 def grid(hidden, batch, seq_len) -> tuple[Shape, ...]:
     """Every combination of the given hidden sizes, batch sizes and sequence lengths."""
     return tuple(Shape(h, b, t) for h, b, t in itertools.product(hidden, batch, seq_len))
+
+
+def select(shapes, hidden=None, batch=None, seq_len=None) -> tuple[Shape, ...]:
+    """The shapes whose hidden size, batch and length are each among those given (an axis not given: any)."""
+    wanted = {"hidden": hidden, "batch": batch, "seq_len": seq_len}
+    return tuple(s for s in shapes if all(not values or getattr(s, axis) in values for axis, values in wanted.items()))
 
 
 # DeepBench's RNN training set (baidu-research/DeepBench, code/kernels/rnn_problems.h): its
@@ -228,12 +235,10 @@ def peak_memory_mb(fn, device: torch.device) -> float:
     have no allocator statistics and RSS hides reuse inside malloc.
     """
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
+        devices.reset_peak_memory(device)
+        before = torch.cuda.memory_allocated(device) / 2**20
         fn()
-        torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+        return devices.peak_memory_mb(device) - before
     from torch.profiler import ProfilerActivity, profile
 
     with _native_stderr_silenced(), profile(
@@ -280,8 +285,7 @@ def measure(
     fn = step_function(build(model, shape, impl, device), shape, mode, device)
     started = time.perf_counter()
     fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    devices.synchronize(device)
     row.first_call_s = time.perf_counter() - started
     timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, timer=CLOCKS[clock], label=model, description=impl)
     m = timer.blocked_autorange(min_run_time=min_run_time)

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from benchmark.devices import synchronize
 from benchmark.task import Batch
 from tasks.speech.features import FeatureExtractor, masked_moments, spec_augment, valid_frames
 
@@ -77,9 +78,7 @@ class SpeechDataModule(L.LightningDataModule):
         waves, samples, targets = batch
         if self.normalize == "dataset" and (self._stats is None or self._stats[0].device != waves.device):
             self._stats = self._dataset_stats(waves.device)  # once, outside the timed per-batch work
-        timed = waves.device.type == "cuda"
-        if timed:
-            torch.cuda.synchronize(waves.device)
+        synchronize(waves.device)  # time this batch's feature work, not what was queued before it
         started = time.perf_counter()
         with torch.no_grad():
             feats, lengths = self.features(waves, samples)
@@ -95,8 +94,7 @@ class SpeechDataModule(L.LightningDataModule):
                 if self._generator is None or self._generator.device != feats.device:
                     self._generator = torch.Generator(device=feats.device).manual_seed(self.seed)
                 feats = spec_augment(feats, lengths, self._generator, **self.augment)
-        if timed:
-            torch.cuda.synchronize(waves.device)
+        synchronize(waves.device)
         self.feature_seconds += time.perf_counter() - started
         self.featurized += len(waves)
         return Batch(feats, targets, lengths if self.use_lengths else None)

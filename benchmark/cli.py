@@ -182,9 +182,13 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
     preset = speed.PRESETS[args.preset]
     models = models or list(preset["cells"])
-    if args.hidden or args.batch or args.seq_len:
-        if args.preset == "deepbench":
-            raise ConfigError("--preset deepbench is a fixed list of shapes; drop it to give --hidden/--batch/--seq-len")
+    if args.preset == "deepbench" and (args.hidden or args.batch or args.seq_len):  # a subset of its fixed shapes
+        shapes = list(speed.select(preset["shapes"], args.hidden, args.batch, args.seq_len))
+        if not shapes:
+            values = " ".join(f"{flag} {' '.join(map(str, sorted({getattr(s, axis) for s in preset['shapes']})))}"
+                              for flag, axis in (("--hidden", "hidden"), ("--batch", "batch"), ("--seq-len", "seq_len")))  # fmt: skip
+            raise ConfigError(f"--preset deepbench has no shape with these --hidden/--batch/--seq-len values. Its values: {values}")
+    elif args.hidden or args.batch or args.seq_len:
         axes = [given or sorted({getattr(s, a) for s in preset["shapes"]}) for given, a in ((args.hidden, "hidden"), (args.batch, "batch"), (args.seq_len, "seq_len"))]
         shapes = list(speed.grid(*axes))
     else:
@@ -275,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("speed", help="forward/backward time of the cells over shapes; --overhead: framework vs plain loop")
     p.add_argument("--cells", nargs="+", metavar="MODEL", help="model variants or globs (default: the preset's), e.g. gru lstm 'bi*'")
-    p.add_argument("--hidden", nargs="+", type=int, help="hidden sizes (replace the preset's shapes with a grid)")
+    p.add_argument("--hidden", nargs="+", type=int,
+                   help="hidden sizes (replace the preset's shapes with a grid; with --preset deepbench, keep its shapes with these values)")
     p.add_argument("--batch", nargs="+", type=int, help="batch sizes")
     p.add_argument("--seq-len", nargs="+", type=int, help="sequence lengths")
     p.add_argument("--preset", choices=("cpu", "cells", "scan", "deepbench"), default="cpu",

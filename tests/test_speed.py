@@ -87,6 +87,14 @@ def test_every_cell_has_a_plan_in_every_preset():
     assert speed.PRESETS["cells"]["cells"] == tuple(sorted(CELLS.names()))
 
 
+def test_deepbench_keeps_its_own_shapes_with_the_given_values():
+    shapes = speed.PRESETS["deepbench"]["shapes"]
+    assert speed.select(shapes, batch=[32], seq_len=[1]) == (speed.Shape(512, 32, 1),)
+    picked = speed.select(shapes, batch=[32], seq_len=[1, 25, 50, 150, 187])
+    assert len(picked) == 14 and all(s in shapes and s.batch == 32 for s in picked)
+    assert speed.select(shapes) == shapes and speed.select(shapes, hidden=[8]) == ()
+
+
 def test_compiled_without_a_compiler_is_reported_not_raised(monkeypatch):
     monkeypatch.setenv("PATH", "")  # no C++ compiler to be found
     shape = speed.Shape(4, 2, 3)
@@ -111,7 +119,7 @@ def test_speed_tracks_one_mlflow_run_per_model_and_shape(tmp_path, mlflow_uri):
     [
         (["--cells", "grux"], "unknown model 'grux'"),
         (["--cells", "zz*"], "--cells 'zz*' matches no model"),
-        (["--preset", "deepbench", "--hidden", "8"], "--preset deepbench is a fixed list of shapes"),
+        (["--preset", "deepbench", "--hidden", "8"], "--preset deepbench has no shape with these --hidden/--batch/--seq-len values. Its values: --hidden 256 512"),
         (["--cells", "cifg", "--impls", "torch", "scan"], "model 'cifg' has none of them. Its implementations: loop, compiled"),
     ],
 )

@@ -228,15 +228,15 @@ def read_overhead(log: Path) -> list[str]:
 
 
 def read_runs(folder: Path) -> dict[str, int]:
-    """MLflow statuses of the suite's runs."""
+    """MLflow statuses of the suite's training runs (not its parent run)."""
     if not (folder / "mlflow.db").is_file():
         return {}
-    from benchmark import tracking
+    from benchmark import record, tracking
 
     mlflow = tracking.client(f"sqlite:///{folder / 'mlflow.db'}")
     exp_id = tracking.experiment_id(mlflow, EXPERIMENT, create=False)
     counts: dict[str, int] = {}
-    for run in tracking.search_all(mlflow, exp_id) if exp_id else []:
+    for run in tracking.search_all(mlflow, exp_id, f"tags.`{record.Tag.KIND}` = '{record.RunKind.RUN}'") if exp_id else []:
         counts[run.info.status] = counts.get(run.info.status, 0) + 1
     return counts
 

@@ -117,8 +117,9 @@ def test_dry_run_runs_every_part_on_the_cpu_and_summarises(tmp_path, capsys):
     assert any(line.startswith("overhead: throughput ratio framework/plain: ") for line in summary)
     # suite: its own store and experiment, 2 models x 2 seeds; the report's pooled answers printed
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("gpu-check").experiment_id])
-    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"} and "suite: " in "\n".join(summary)
+    runs = client.search_runs([client.get_experiment_by_name("gpu-check").experiment_id], "tags.kind = 'run'")
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    assert any(line.startswith("suite: ") and line.endswith("s, runs 4 finished") for line in summary)
     assert (folder / "default" / "summary.md").is_file() and (folder / "report" / "report.html").is_file()
     assert sum(line.startswith("verdict: ") for line in summary) == 2
     # summary.md: the printed block, each part's command, the machine, torch, date and commit

@@ -87,10 +87,13 @@ def test_until_decided_resumes_after_kill_9_without_duplicating_seeds(tmp_path, 
                 runs = finished_seeds(mlflow_uri)
             except Exception:  # the store is still being created
                 continue
-            running = runs[(runs.seed >= 3) & (runs.status == record.RUNNING)] if len(runs) else runs
-            if len(running):  # an added seed is training: kill the whole process group, no clean-up
+            added = runs[runs.seed >= 3] if len(runs) else runs
+            if len(added):  # seeds are being added: kill the whole process group, no clean-up
                 os.killpg(first.pid, signal.SIGKILL)
-                victim = running.run_id.iloc[0]
+                # a run of a second or less can finish between two polls: kill -9 then lands on the next
+                # added seed, and the victim we check is a running one where the poll saw any
+                running = added[added.status == record.RUNNING]
+                victim = (running if len(running) else added).run_id.iloc[0]
                 break
         first.wait(timeout=60)
     finally:

@@ -1,7 +1,7 @@
 """Short answers to the questions the GRU-vs-LSTM literature keeps asking, each with its evidence.
 
 Every verdict function takes the report's data and returns a ``Verdict``; "inconclusive" is an
-answer when the data do not decide. ``VERDICTS`` lists them in the order the report shows them:
+answer when the runs do not decide, "not asked here" when no run addresses the question. ``VERDICTS`` lists them in the order the report shows them:
 the first is the experiment's one answer, GRU vs LSTM across its task settings
 (``benchmark.decide``: three-way decisions per setting, pooled per pair type).
 """
@@ -28,13 +28,13 @@ GRU_OVER_LSTM_LAYER = 3 / 4  # gate blocks per layer, GRU 3 vs LSTM 4: torch.nn'
 @dataclass
 class Verdict:
     question: str
-    answer: str  # one line; starts with "Inconclusive" when the data do not decide
+    answer: str  # one line; "Inconclusive: ..." when the runs do not decide, "Not asked here: ..." when none address it
     evidence: list[str] = field(default_factory=list)
     pooled: list[Pooled] = field(default_factory=list)  # per pair type, for the forest plot
 
     @property
     def conclusive(self) -> bool:
-        return not self.answer.lower().startswith("inconclusive")
+        return not self.answer.startswith(("Inconclusive", NOT_ASKED))
 
 
 @dataclass
@@ -73,7 +73,8 @@ def _pooled_line(p: Pooled) -> str:
             f"{t['losses']} lost, {t['undecided']} undecided{split}")  # fmt: skip
 
 
-NO_PAIRS = "Inconclusive: no task setting has finished runs of a GRU and an LSTM variant of the same layers and direction."
+NOT_ASKED = "Not asked here: "  # the experiment holds no runs that address the question: not a statistical outcome
+NO_PAIRS = NOT_ASKED + "no task setting has finished runs of a GRU and an LSTM variant of the same layers and direction."
 
 
 # ----------------------------------------------------------------------------- the questions
@@ -183,7 +184,7 @@ def lengths(ev: Evidence) -> Verdict:
                 + ", ".join(f"{fmt(r.length)}: {fmt(r.center)} vs {fmt(r.baseline)}" for r in g.itertuples()) + ")"
             )
     if not holds:
-        return Verdict(q, "Inconclusive: no task in this experiment varies its sequence length.")
+        return Verdict(q, NOT_ASKED + "no task in this experiment varies its sequence length.")
     answers = []
     for name in sorted({n for n, _ in holds}):
         these = {m: v for (n, m), v in holds.items() if n == name}
@@ -226,7 +227,7 @@ def structure(ev: Evidence) -> Verdict:
             {Outcome.A_BETTER: helped, Outcome.B_BETTER: hurt, Outcome.EQUIVALENT: same}.get(d.verdict, []).append(where)
             lines.append(f"{label}, {what}: {big} vs {small} ({metric}): {d.reason}")
     if not lines:
-        return Verdict(q, "Inconclusive: no pair of variants differing only in direction or depth was run.")
+        return Verdict(q, NOT_ASKED + "no pair of variants differing only in direction or depth was run.")
     undecided = len(lines) - len(helped) - len(hurt) - len(same)
     if undecided == len(lines):
         return Verdict(q, f"Inconclusive: undecided in all {len(lines)} comparison(s); each line below says how many seeds would decide it.", lines)
@@ -241,7 +242,7 @@ def hyperparameters(ev: Evidence) -> Verdict:
     found = [s for s in ev.sweeps if s.importances]
     if not found:
         why = "no sweeps in this experiment" if not ev.sweeps else "the sweeps logged no importances"
-        return Verdict(q, f"Inconclusive: {why} (run `rnnbench sweep` into it).")
+        return Verdict(q, f"{NOT_ASKED}{why} (run `rnnbench sweep` into it).")
     total = pd.DataFrame([s.importances for s in found]).fillna(0.0).mean().sort_values(ascending=False)
     lines = [
         f"{s.study_name} ({s.task_label}, {s.model}, {len(s.trials)} trials): "

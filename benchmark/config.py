@@ -12,10 +12,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from benchmark.registry import Registry
@@ -116,6 +116,30 @@ class TaskConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class Reference(Section):
+    """A published number for this task setting, shown beside ours in the summary and report (marked
+    "published, other setup"), never counted in our statistics."""
+
+    source: str = Field(min_length=1, max_length=200, description="paper and table, e.g. 'Bai et al. 2018, Table 1'")
+    setup: str = Field(min_length=1, max_length=300, description="one line: how their setup differs from ours")
+    metric: str = Field(min_length=1, max_length=60, description="in our units where it is one of the task's metrics (accuracy 0-1)")
+    value: float
+    model: str = Field(min_length=1, max_length=60, description="their model's name, e.g. LSTM")
+
+    MARK: ClassVar[str] = "published, other setup"  # how the summary and report label these rows
+
+    @field_validator("setup", "source")
+    @classmethod
+    def _one_line(cls, text: str) -> str:
+        if "\n" in text.strip():
+            raise ValueError("must be one line")
+        return text.strip()
+
+
+References = list[Reference]
+MAX_REFERENCES = 12  # the run's references tag stays under MLflow's 5,000 characters
+
+
 class RunConfig(Section):
     """One task x one model x one seed."""
 
@@ -124,10 +148,13 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
     seed: int = 0
+    references: References = Field([], max_length=MAX_REFERENCES, description="published numbers for this task setting")
+
+    NOT_IN_RESULT: ClassVar[set[str]] = {"tracking", "references"}  # change no number a run measures
 
     def run_key(self) -> str:
         """Identity of a run for resuming: everything that changes its result, nothing else."""
-        payload = self.model_dump(mode="json", exclude={"tracking"})
+        payload = self.model_dump(mode="json", exclude=self.NOT_IN_RESULT)
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -137,6 +164,7 @@ class SuiteTask(TaskConfig):
 
     train: dict[str, Any] = {}
     model: dict[str, Any] = {}
+    references: References = Field([], max_length=MAX_REFERENCES, description="published numbers for this task setting")
 
 
 class ReportConfig(Section):
@@ -176,6 +204,7 @@ class SuiteConfig(Section):
                             train=train,
                             tracking=self.tracking,
                             seed=seed,
+                            references=task.references,
                         )
                     )
         return out
@@ -244,15 +273,32 @@ def valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+def _section_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The section a key path leads to through nested sections and list items (``tasks.0.references.1``)."""
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
 def format_validation_error(e: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
-    """Turn pydantic's first error into one line naming the key."""
-    err = e.errors()[0]
+    """Turn pydantic's first error into one line naming the key; an unknown key first (a misspelt key is also missing)."""
+    errors = e.errors()
+    err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
     loc = prefix + ".".join(str(p) for p in err["loc"])
     if err["type"] == "choice":  # an error inside a Choice's chosen schema
         return format_validation_error(err["ctx"]["error"], f"{loc}.", err["ctx"]["schema"])
     if err["type"] == "extra_forbidden":
-        valid = valid_keys(model, prefix) if model else []
         parent, _, leaf = loc.rpartition(".")
+        item = _section_at(model, err["loc"][:-1]) if model and any(isinstance(p, int) for p in err["loc"]) else None
+        valid = [f"{parent}.{k}" for k in item.model_fields] if item else valid_keys(model, prefix) if model else []
         siblings = {k.rpartition(".")[2]: k for k in valid if k.rpartition(".")[0] == parent}  # same section only
         close = difflib.get_close_matches(leaf, list(siblings), n=1)
         hint = f" Did you mean '{siblings[close[0]]}'?" if close else ""

@@ -5,6 +5,8 @@ spells them. What an ordinary run (``kind=run``) records:
 
 - tags: the ``Tag`` names under "every run" below (``length_fact`` names the fact that is the
   task's sequence length, empty when it has none); ``failure_reason`` when it did not finish;
+  ``references`` when its config names published numbers for its task setting (JSON, see
+  ``references_tag``: shown beside ours, never part of our statistics);
 - params: the whole run config flattened (``task.seq_len``, ``train.lr``, ...), the resolved
   architecture (``arch.*``), ``param_count``; the task's facts (``TaskSpec.extra``) as
   ``fact.<name>``; and ``param_count.<cell>``: the parameter count of the same network (same
@@ -90,6 +92,7 @@ class Tag:
     MAIN_METRIC = "main_metric"
     HIGHER_IS_BETTER = "higher_is_better"  # "true" / "false"
     LENGTH_FACT = "length_fact"  # which fact.* param is the task's sequence length ("": none; absent: an old run)
+    REFERENCES = "references"  # JSON list of the config's published reference rows (source, setup, metric, value, model)
     # environment, once the trainer has picked its device
     DEVICE = "device"
     TORCH_VERSION = "torch_version"
@@ -128,6 +131,7 @@ class ExperimentTag:
 RUN_TAGS = (
     Tag.KIND, Tag.TASK, Tag.TASK_LABEL, Tag.MODEL, Tag.CELL, Tag.LAYERS, Tag.BIDIRECTIONAL, Tag.HIDDEN,
     Tag.MAIN_METRIC, Tag.DEVICE, Tag.TORCH_VERSION, Tag.GIT_COMMIT, Tag.SUITE, Tag.FAILURE_REASON, Tag.RUN_KEY,
+    Tag.REFERENCES,
 )  # fmt: skip
 
 
@@ -248,6 +252,16 @@ def fact_params(facts: Mapping[str, Any]) -> dict[str, str]:
         text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
         out[FACT_PREFIX + name] = text[:MAX_PARAM_CHARS]
     return out
+
+
+def references_tag(references: list[Mapping[str, Any]]) -> dict[str, str]:
+    """``{references: JSON}`` for a run whose config names published numbers; no tag when it names none."""
+    return {Tag.REFERENCES: json.dumps(list(references))} if references else {}
+
+
+def read_references(text: str | None) -> list[dict[str, Any]]:
+    """The reference rows a run's ``references`` tag holds ([] when it has none)."""
+    return json.loads(text) if text else []
 
 
 def create_run(

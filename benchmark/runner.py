@@ -187,7 +187,9 @@ class PreparedRun:
             Tag.MAIN_METRIC: self.main.name,
             Tag.HIGHER_IS_BETTER: record.flag(self.main.higher_is_better),
             Tag.LENGTH_FACT: self.spec.length_fact or "",
-        } | record.scale_tags({m.name: m.scale for m in self.spec.metrics})
+        } | record.scale_tags({m.name: m.scale for m in self.spec.metrics}) | record.references_tag(
+            self.cfg.model_dump(mode="json")["references"]
+        )
 
     def note(self, data: DatasetInfo | None) -> str:
         """The run's one-paragraph description (MLflow's ``mlflow.note.content``): task, model, budget, seed, data, scoring."""
@@ -218,7 +220,7 @@ class PreparedRun:
         """The config flattened, the architecture, the parameter counts (own and per cell) and the task's facts."""
         per_cell = {record.cell_param_count(c): parameter_count(self.spec, replace(self.arch, cell=c)) for c in record.CELLS}
         return (
-            flatten(self.cfg.model_dump(mode="json"))
+            flatten(self.cfg.model_dump(mode="json", exclude={"references"}))  # a tag instead: a list, and no setting
             | flatten(self.arch.as_dict(), record.ARCH_PREFIX)
             | {record.PARAM_COUNT: self.params}
             | per_cell

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from benchmark import record
-from benchmark.config import RunConfig
+from benchmark.config import Reference, RunConfig
 from benchmark.record import RunMetric, Tag
 from benchmark.report.collect import latest_finished, run_table
 from benchmark.task import create_task
@@ -52,6 +52,7 @@ class Summary:
     devices: set[str]
     torch_versions: set[str]
     seeds: list[int]
+    references: dict[str, list[Reference]] = field(default_factory=dict)  # task setting -> published numbers (config)
 
     def best(self, task: str) -> Row | None:
         rows = [r for r in self.rows if r.task == task and r.values]
@@ -89,20 +90,35 @@ class Summary:
 
     HEADER = ["task", "model", "params", "main metric (test)", "other test metrics", "n seeds", "seq/s", "baseline"]
 
+    def _published(self, task: str) -> list[list[str]]:
+        """The task's reference rows: their model and number, the source and setup where our other metrics go."""
+        return [[task, f"{r.model} ({Reference.MARK})", "-", f"{r.metric} {r.value:.4g}", f"{r.source}: {r.setup}", "-", "-", "-"]
+                for r in self.references.get(task, [])]  # fmt: skip
+
+    def _lines(self) -> list[tuple[list[str], str]]:
+        """(cells, kind) in table order, kind "best", "" or "published": each task's rows, then its published numbers."""
+        out = []
+        for i, row in enumerate(self.rows):
+            out.append((self._cells(row), "best" if self.best(row.task) is row else ""))
+            if i + 1 == len(self.rows) or self.rows[i + 1].task != row.task:
+                out += [(cells, "published") for cells in self._published(row.task)]
+        return out
+
     def rich_table(self) -> Table:
         table = Table(*self.HEADER, title="summary", caption=self.note, caption_justify="left")
-        for row in self.rows:
-            best = self.best(row.task) is row
-            table.add_row(*map(escape, self._cells(row)), style="bold green" if best else None)
+        styles = {"best": "bold green", "published": "italic dim", "": None}
+        for cells, kind in self._lines():
+            table.add_row(*map(escape, cells), style=styles[kind])
         return table
 
     def markdown(self, title: str) -> str:
         lines = [f"# {title}", "", "| " + " | ".join(self.HEADER) + " |", "|" + "---|" * len(self.HEADER)]
-        for row in self.rows:
-            cells = self._cells(row)
-            if self.best(row.task) is row:
+        for cells, kind in self._lines():
+            if kind == "best":
                 cells[1] = f"**{cells[1]}** (best)"
-            lines.append("| " + " | ".join(cells) + " |")
+            elif kind == "published":
+                cells[1] = f"*{cells[1]}*"
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         return "\n".join(lines + ["", self.note, ""])
 
     def write(self, directory: Path, title: str) -> list[Path]:
@@ -131,8 +147,11 @@ def summarize(mlflow: MlflowClient, exp_id: str, planned: list[RunConfig]) -> Su
     chosen = {(r.task_label, r.model, r.seed): recorded[r.run_id] for r in counted.itertuples()}
     rows: dict[tuple[str, str], Row] = {}
     devices, versions = set(), set()
+    references: dict[str, list[Reference]] = {}
     for cfg in planned:
         label = create_task(cfg.task.name, **cfg.task.options).label  # cheap: options only
+        known = references.setdefault(label, [])
+        known += [r for r in cfg.references if r not in known]
         row = rows.setdefault((label, cfg.model.name), Row(label, cfg.model.name, "", False))
         run = chosen.get((label, cfg.model.name, cfg.seed))
         if run is None:
@@ -142,7 +161,7 @@ def summarize(mlflow: MlflowClient, exp_id: str, planned: list[RunConfig]) -> Su
         devices.add(run.data.tags.get(Tag.DEVICE, "?"))
         versions.add(run.data.tags.get(Tag.TORCH_VERSION, "?"))
     seeds = sorted({c.seed for c in planned})
-    return Summary(list(rows.values()), devices, versions, seeds)
+    return Summary(list(rows.values()), devices, versions, seeds, references)
 
 
 def _add(row: Row, run) -> None:

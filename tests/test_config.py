@@ -104,3 +104,29 @@ def test_a_suite_task_may_override_model_keys():
     assert budgets[("copy_memory", "gru")] == 16000 and budgets[("adding", "gru")] == 70000  # the paper's sizes
     with pytest.raises(ConfigError, match=r"unknown key 'tasks\[adding\].model.param_budjet'. Did you mean 'tasks\[adding\].model.param_budget'"):
         load_suite_config(REPO_ROOT / "configs/suites/default.yaml", ["tasks=[{name: adding, model: {param_budjet: 5}}]"]).runs()
+
+
+REFERENCE = {"source": "Bai et al. 2018, Table 1", "setup": "T = 600, their sizes", "metric": "mse", "value": 0.164, "model": "LSTM"}
+
+
+def test_references_are_typed_and_change_no_run_key():
+    cfg = load_run_config(None, ["task=adding", f"references=[{REFERENCE}]"])
+    assert cfg.references[0].value == 0.164 and cfg.references[0].model == "LSTM"
+    assert cfg.run_key() == load_run_config(None, ["task=adding"]).run_key()  # published numbers change no result
+    suite = load_suite_config(REPO_ROOT / "configs/suites/default.yaml", [f"tasks=[{{name: adding, references: [{REFERENCE}]}}]"])
+    assert all(r.references == cfg.references for r in suite.runs()) and "references" not in suite.tasks[0].options
+
+
+def test_an_unknown_key_in_a_reference_is_a_one_line_error_naming_the_valid_keys(tmp_path, capsys):
+    bad = {**REFERENCE, "url": "x"}
+    with pytest.raises(ConfigError, match=r"unknown key 'tasks.0.references.0.url'. Valid keys: tasks.0.references.0.source, "):
+        load_suite_config(REPO_ROOT / "configs/suites/default.yaml", [f"tasks=[{{name: adding, references: [{bad}]}}]"])
+    misspelt = {k if k != "model" else "modle": v for k, v in REFERENCE.items()}  # unknown and missing: the unknown key is named
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"task: {{name: adding}}\nreferences: [{misspelt}]\ntracking: {{tracking_uri: 'sqlite:///{tmp_path}/m.db'}}\n")
+    assert main(["run", str(preset)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnbench: error: unknown key 'references.0.modle'. Did you mean 'references.0.model'?") and err.count("\n") == 1
+    assert not (tmp_path / "m.db").exists()
+    with pytest.raises(ConfigError, match=r"invalid value for 'references.0.setup': .*one line"):
+        load_run_config(None, ["task=adding", 'references=[{source: s, setup: "two\\nlines", metric: mse, value: 1, model: LSTM}]'])

@@ -13,14 +13,14 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from benchmark import record
-from benchmark.config import ConfigError
+from benchmark.config import ConfigError, Reference
 from benchmark.decide import ALPHA, LEVEL, Design, margin_for
 from benchmark.decide.margins import MarginConfig, check, merged, recorded_margins
 from benchmark.decide.matched import ACCURACY, SPEED, PairDecision
 from benchmark.decide.paired import BOOTSTRAP_MIN_SEEDS, margin_text
 from benchmark.record import ExperimentTag
 from benchmark.report import plots
-from benchmark.report.collect import Collection, collect, length_axis, suite_runs, val_curves
+from benchmark.report.collect import Collection, collect, length_axis, reference_rows, suite_runs, val_curves
 from benchmark.report.render import Block, Bullets, Heading, Image, Para, Table, markdown, to_html
 from benchmark.report.tables import by_label, model_table
 from benchmark.report.verdicts import BREAKDOWN_MARGIN, Evidence, Verdict, all_verdicts, breakdown, fmt
@@ -69,7 +69,9 @@ def _ci(row) -> str:
     return f"[{fmt(row.ci_low)}, {fmt(row.ci_high)}]"
 
 
-def _model_block(t: pd.DataFrame) -> Table:
+def _model_block(t: pd.DataFrame, references: pd.DataFrame) -> Table:
+    """The setting's models, the trivial baseline, then the published numbers its configs named (marked,
+    with their source and setup; never ranked or compared)."""
     metric, higher = t.metric.iloc[0], bool(t.higher_is_better.iloc[0])
     center = "geometric mean" if t.scale.iloc[0] == "ratio" else "mean"
     methods = sorted(set(t.interval) - {""})
@@ -84,6 +86,9 @@ def _model_block(t: pd.DataFrame) -> Table:
         for r in t.itertuples()
     ]
     rows.append(["*trivial baseline*", fmt(t.baseline.iloc[0])] + [""] * (len(header) - 2))
+    for r in references.itertuples():
+        value = fmt(r.value) if r.metric == metric else f"{r.metric} {fmt(r.value)}"
+        rows.append([f"*{r.model} ({Reference.MARK})*", value] + [""] * (len(header) - 3) + [f"{r.source}: {r.setup}"])
     return Table(header, rows, frozenset(i for i, r in enumerate(t.itertuples()) if r.status == "best"))
 
 
@@ -196,13 +201,17 @@ def _settings_section(c: Collection, table: pd.DataFrame, figs: Path, method: st
         return []
     finished = c.finished
     curves = val_curves(c.tracking_uri, finished)
+    references = reference_rows(c.runs)
     doc: list[Block] = [Heading("Results per task setting"), Para(method)]
     for label, t in by_label(table):
         runs = finished[finished.task_label == label]
+        refs = references[references.task_label == label]
+        published = (f" Rows marked *{Reference.MARK}* are numbers from the literature that the config names, under the "
+                     "setup their last column states: shown for orientation, in no statistic, verdict or plot.") if len(refs) else ""  # fmt: skip
         doc += [
             Heading(label, 3),
-            Para(f"Trivial baseline: {t.metric.iloc[0]} = {fmt(t.baseline.iloc[0])}. {_provenance(runs)}"),
-            _model_block(t),
+            Para(f"Trivial baseline: {t.metric.iloc[0]} = {fmt(t.baseline.iloc[0])}. {_provenance(runs)}{published}"),
+            _model_block(t, refs),
         ]
         name = plots.slug(label)
         for fig in (
@@ -285,6 +294,8 @@ def _write(out: Path, experiment: str, doc: list[Block], c: Collection, table: p
     pd.DataFrame([{"question": v.question, "answer": v.answer, "evidence": " | ".join(v.evidence)} for v in verdicts]).to_csv(
         written[-1], index=False
     )
+    written.append(out / "references.csv")  # published numbers, apart from every table of ours
+    reference_rows(c.runs).to_csv(written[-1], index=False)
     written.append(out / "decisions.csv")
     pd.DataFrame([_decision_row(d) for d in decisions], columns=DECISION_COLUMNS).to_csv(written[-1], index=False)
     written.append(out / "overall.csv")

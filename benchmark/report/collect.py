@@ -178,6 +178,19 @@ def length_axis(runs: pd.DataFrame) -> LengthAxis | None:
 
 LEGACY_LENGTH_OPTIONS = ("seq_len", "delay", "length", "T")  # only for runs without a length_fact tag
 
+REFERENCE_COLUMNS = ["task_label", "model", "metric", "value", "source", "setup"]
+
+
+def reference_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """The published numbers the runs' configs named, once per task setting (any run status: they are
+    config, not results). Kept apart from the run table: no statistic reads them."""
+    rows = []
+    if Tag.REFERENCES in runs:
+        for label, tag in zip(runs.task_label, runs[Tag.REFERENCES]):
+            rows += [{"task_label": label, **ref} for ref in record.read_references(tag if isinstance(tag, str) else "")]
+    table = pd.DataFrame(rows, columns=REFERENCE_COLUMNS)
+    return table.drop_duplicates(ignore_index=True)
+
 
 def _experiment(mlflow: MlflowClient, name: str, uri: str) -> str:
     exp_id = experiment_id(mlflow, name, create=False)

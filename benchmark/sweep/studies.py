@@ -189,7 +189,7 @@ def prepare_study(sweep: SweepConfig, plan: StudyPlan, storage, mlflow, exp_id: 
     tags |= tracking.source_tags() | {Tag.NOTE: _note(sweep, plan, space)}
     name = dashboard.study_run_name(plan.model, plan.short_label, sweep.name)
     run_id = record.create_run(mlflow, exp_id, RunKind.SWEEP, name, tags)
-    params = flatten(plan.base.model_dump(mode="json")) | {record.SEARCH_SPACE: json.dumps(space.to_dict())}
+    params = flatten(plan.base.model_dump(mode="json", exclude={"references"})) | {record.SEARCH_SPACE: json.dumps(space.to_dict())}
     mlflow.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
     # Machines starting together may each create a parent: all settle on the earliest one.
     query = (

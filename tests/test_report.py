@@ -27,6 +27,11 @@ from benchmark.suite import run_suite
 
 LENGTHS = (4, 8)
 TINY_TASK = {"name": "adding", "train_size": 128, "val_size": 32, "test_size": 32}
+# published numbers named for the first length only (values no run of ours can produce exactly)
+REFERENCES = [
+    {"source": "Bai et al. 2018, Table 1", "setup": "T = 600, about 70K parameters", "metric": "mse", "value": 0.164, "model": "LSTM"},
+    {"source": "Someone 2020, Table 9", "setup": "their own split", "metric": "mae", "value": 0.0123, "model": "GRU"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def report(tmp_path_factory):
         suite = SuiteConfig.model_validate(
             {
                 "name": "tiny",
-                "tasks": [{**TINY_TASK, "seq_len": n} for n in LENGTHS],
+                "tasks": [{**TINY_TASK, "seq_len": n, "references": REFERENCES if n == LENGTHS[0] else []} for n in LENGTHS],
                 "models": ["gru", "lstm"],
                 "seeds": [0, 1],
                 "model": {"hidden_size": 4},
@@ -48,7 +53,7 @@ def report(tmp_path_factory):
                 "tracking": tracking,
             }
         )
-        run_suite(suite, Console(quiet=True))
+        summary = run_suite(suite, Console(quiet=True)).summary
         # a run that fails inside the runner (no such accelerator here) is recorded FAILED
         bad = RunConfig.model_validate(
             {"task": {**TINY_TASK, "seq_len": 4}, "model": {"name": "rnn", "hidden_size": 4},
@@ -64,7 +69,8 @@ def report(tmp_path_factory):
         out = root / "results" / "tiny"
         written = build_report(uri, "tiny", out)
     finished = mlflow.search_runs([exp], f"attributes.status = '{record.FINISHED}' and tags.{Tag.KIND} = '{RunKind.RUN}'")
-    return SimpleNamespace(uri=uri, out=out, written=written, finished=finished, md=(out / "report.md").read_text())
+    return SimpleNamespace(uri=uri, out=out, written=written, finished=finished, md=(out / "report.md").read_text(),
+                           summary=summary.markdown("tiny"))
 
 
 def _fake_sweep(mlflow: MlflowClient, exp: str, root: Path) -> None:
@@ -126,6 +132,31 @@ def test_tables_match_the_recorded_metrics(report):
     lone = table[(table.task_label == "adding[seq_len=8]") & (table.model == "lstm")].iloc[0]
     assert lone.n == 1 and math.isnan(lone.ci_low)
     assert "TOST" in report.md and "Holm" in report.md and "geometric mean" in report.md
+
+
+def test_published_references_go_config_to_run_to_report_table_and_nowhere_else(report):
+    """Each run of the first length carries the config's references as one tag; the summary and the report show them
+    in that setting's table, marked with source and setup; no table, decision, verdict or plot of ours reads them."""
+    for run in report.finished:
+        named = record.read_references(run.data.tags.get(Tag.REFERENCES))
+        assert named == (REFERENCES if run.data.tags[Tag.TASK_LABEL] == "adding[seq_len=4]" else [])
+        assert not any(k.startswith("references") for k in run.data.params)
+    first, second = report.md.split("### adding[seq_len=4]")[1].split("### adding[seq_len=8]")
+    assert "| *LSTM (published, other setup)* | 0.164 |" in first
+    assert "| *GRU (published, other setup)* | mae 0.0123 |" in first and "Someone 2020, Table 9: their own split |" in first
+    assert "Bai et al. 2018, Table 1: T = 600, about 70K parameters" in first
+    assert "published" not in second.split("##")[0]
+    assert "| adding[seq_len=4] | *LSTM (published, other setup)* | - | mse 0.164 | Bai et al. 2018, Table 1: T = 600" in report.summary
+    assert report.summary.count("published, other setup") == 2
+    refs = pd.read_csv(report.out / "references.csv")
+    assert refs[["task_label", "model", "metric", "value"]].values.tolist() == [
+        ["adding[seq_len=4]", "LSTM", "mse", 0.164], ["adding[seq_len=4]", "GRU", "mae", 0.0123]]
+    assert set(pd.read_csv(report.out / "models.csv").model) == {"gru", "lstm"}
+    for name in ("models.csv", "decisions.csv", "overall.csv", "verdicts.csv", "lengths.csv"):  # runs.csv: the raw tags
+        text = (report.out / name).read_text()
+        assert "0.164" not in text and "0.0123" not in text and "Someone 2020" not in text, name
+    verdicts = report.md.split("## Verdicts")[1].split("## Results per task setting")[0]
+    assert "published" not in verdicts and "Bai et al." not in verdicts
 
 
 def test_failed_and_missing_runs_are_listed(report):

@@ -131,7 +131,6 @@ class ExperimentTag:
 RUN_TAGS = (
     Tag.KIND, Tag.TASK, Tag.TASK_LABEL, Tag.MODEL, Tag.CELL, Tag.LAYERS, Tag.BIDIRECTIONAL, Tag.HIDDEN,
     Tag.MAIN_METRIC, Tag.DEVICE, Tag.TORCH_VERSION, Tag.GIT_COMMIT, Tag.SUITE, Tag.FAILURE_REASON, Tag.RUN_KEY,
-    Tag.REFERENCES,
 )  # fmt: skip
 
 

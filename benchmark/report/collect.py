@@ -115,6 +115,7 @@ def run_row(run) -> dict:
         "status": run.info.status,
         "start": dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc) if run.info.start_time else pd.NaT,
         **{t: tags.get(t, "") for t in record.RUN_TAGS},
+        Tag.REFERENCES: tags.get(Tag.REFERENCES, ""),  # config, not a result: only reference_rows reads it
         Tag.SEED: int(tags[Tag.SEED]) if tags.get(Tag.SEED, "").lstrip("-").isdigit() else -1,
         Tag.HIGHER_IS_BETTER: record.is_true(tags.get(Tag.HIGHER_IS_BETTER)),
         "scale": tags.get(record.metric_scale(main), ""),  # empty on runs from before scales were tagged

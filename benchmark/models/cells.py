@@ -34,7 +34,10 @@ StepFn = Callable[[Tensor, State, Params], tuple[State, Gates]]
 ShapesFn = Callable[[int, int], dict[str, tuple[int, ...]]]
 ScanFn = Callable[[Tensor], Tensor]  # (B, T, blocks*H) projected inputs -> (B, T, H) states
 
-FAMILIES = ("rnn", "gru", "lstm")  # a cell is compared with its family's vanilla form
+# A cell is compared with its family's vanilla form: the first of these that ran beside it. Greff et
+# al.'s vanilla LSTM has peepholes (V); torch's (their NP) stands in where V did not run.
+VANILLA = {"rnn": ("rnn",), "gru": ("gru",), "lstm": ("lstm-peep", "lstm")}
+FAMILIES = tuple(VANILLA)
 
 
 @dataclass(frozen=True)

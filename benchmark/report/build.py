@@ -14,7 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from benchmark import record
 from benchmark.config import ConfigError, Reference
-from benchmark.decide import ALPHA, LEVEL, Design, margin_for
+from benchmark.decide import ALPHA, LEVEL, Design, Verdict as Outcome, margin_for
+from benchmark.decide.ablation import AblationDecision
 from benchmark.decide.margins import MarginConfig, check, merged, recorded_margins
 from benchmark.decide.matched import ACCURACY, SPEED, PairDecision
 from benchmark.decide.paired import BOOTSTRAP_MIN_SEEDS, margin_text
@@ -135,10 +136,11 @@ def build_report(tracking_uri: str, experiment: str, out: Path, margins: MarginC
     ev = Evidence(finished, table, c.sweeps, used, design)
     verdicts = all_verdicts(ev)
     method = _method(design, _margins_used(finished, used, bool(recorded_margins(c.tags)), bool(margins)), interval)
-    doc = _header(c, experiment) + _verdict_section(verdicts, figs) + _settings_section(c, table, figs, method)
+    doc = _header(c, experiment) + _verdict_section(verdicts, figs) + _variants_section(ev.ablations())
+    doc += _settings_section(c, table, figs, method)
     length_blocks, length_tables = _length_sections(finished, figs)
     doc += length_blocks + _sweeps_section(c, figs) + _excluded_section(c.excluded)
-    decisions = ev.decisions(ACCURACY) + ev.decisions(SPEED)
+    decisions = ev.decisions(ACCURACY) + ev.decisions(SPEED) + ev.ablations()
     return _write(out, experiment, doc, c, table, length_tables, verdicts, decisions)
 
 
@@ -193,6 +195,33 @@ def _verdict_section(verdicts: list[Verdict], figs: Path) -> list[Block]:
             if fig is not None:
                 doc.append(Image(fig, f"forest plot: {v.question}"))
     return doc
+
+
+VERSUS_VANILLA = {Outcome.A_BETTER: "better", Outcome.B_BETTER: "**worse**", Outcome.EQUIVALENT: "equivalent", Outcome.UNDECIDED: "undecided"}
+
+
+def _variants_section(decisions: list[AblationDecision]) -> list[Block]:
+    """Greff et al.'s table: each cell variant (rows) against its family's vanilla in each task setting (columns)."""
+    if not decisions:
+        return []
+    labels = list(dict.fromkeys(d.label for d in decisions))
+    cells = {(d.pair, d.label): d.decision for d in decisions}
+    pairs = list(dict.fromkeys(d.pair for d in decisions))
+    rows = [
+        [p.variant, p.vanilla, p.kind.split(", ", 1)[1]]
+        + [f"{VERSUS_VANILLA[x.verdict]}: {x.effect_text()}" if (x := cells.get((p, label))) else "-" for label in labels]
+        for p in pairs
+    ]  # fmt: skip
+    return [
+        Heading("Cell variants against their family's vanilla"),
+        Para("Each variant against the vanilla cell of its family with the same layers and direction (Greff et al.'s V, "
+             "`lstm-peep`, for the LSTM family where it ran, else `lstm`; `gru` for the GRU family), by seed on the "
+             "task's main metric: the variant's ratio of geometric means to the vanilla's (errors) or its difference "
+             "in points (accuracies), with the 95 % interval, decided as in the tables below (TOST for equivalence, "
+             "Holm over the variants of one task setting). *better*/*worse* is the variant's side. The pooled answer "
+             "per variant is in the verdict above and in overall.csv."),  # fmt: skip
+        Table(["variant", "vanilla", "structure", *labels], rows),
+    ]
 
 
 def _settings_section(c: Collection, table: pd.DataFrame, figs: Path, method: str) -> list[Block]:
@@ -280,7 +309,7 @@ def _excluded_section(excluded: pd.DataFrame) -> list[Block]:
 
 
 def _write(out: Path, experiment: str, doc: list[Block], c: Collection, table: pd.DataFrame,
-           length_tables: list[pd.DataFrame], verdicts: list[Verdict], decisions: list[PairDecision]) -> list[Path]:  # fmt: skip
+           length_tables: list[pd.DataFrame], verdicts: list[Verdict], decisions: list[PairDecision | AblationDecision]) -> list[Path]:  # fmt: skip
     written = [out / "report.md", out / "report.html", out / "runs.csv", out / "models.csv", out / "excluded_runs.csv"]
     written[0].write_text(markdown(doc, out))
     written[1].write_text(to_html(doc, f"rnnbench report: {experiment}"))
@@ -312,7 +341,7 @@ OVERALL_COLUMNS = ["question", "pair_type", "a", "b", "k", "effect_margins", "ci
                    "p_difference", "p_equivalence", "verdict", "wins", "equivalent", "losses", "undecided", "reason"]  # fmt: skip
 
 
-def _decision_row(d: PairDecision) -> dict:
+def _decision_row(d: PairDecision | AblationDecision) -> dict:
     x = d.decision
     return {"task_label": d.label, "pair": d.pair.name, "pair_type": d.pair.kind, "question": d.question.name,
             "metric": d.metric, "scale": x.scale.name, "margin": x.margin, "design": x.design.describe(), "n": x.n,

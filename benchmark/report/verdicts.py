@@ -16,6 +16,7 @@ import pandas as pd
 
 from benchmark import record
 from benchmark.decide import FIXED, Design, Pooled, Verdict as Outcome, adjust, compare_paired, location, margin_for
+from benchmark.decide import ablation
 from benchmark.decide.margins import MarginConfig
 from benchmark.decide.matched import ACCURACY, SPEED, PairDecision, Question, decide_all, overall, seed_values
 from benchmark.report.collect import LengthAxis, length_axis
@@ -54,6 +55,13 @@ class Evidence:
             groups = [runs for _, runs in by_label(self.finished)] if not self.finished.empty else []
             self._decided[question] = decide_all(groups, question, self.margins, self.design)
         return self._decided[question]
+
+    def ablations(self) -> list[ablation.AblationDecision]:
+        """Every cell variant against its family's vanilla in each task setting (computed once)."""
+        if ablation.VARIANT not in self._decided:
+            groups = [runs for _, runs in by_label(self.finished)] if not self.finished.empty else []
+            self._decided[ablation.VARIANT] = ablation.decide_all(groups, self.margins, self.design)
+        return self._decided[ablation.VARIANT]
 
 
 def fmt(x: float, digits: int = 4) -> str:
@@ -237,6 +245,27 @@ def structure(ev: Evidence) -> Verdict:
     return Verdict(q, answer[0].upper() + answer[1:], lines)
 
 
+def gates(ev: Evidence) -> Verdict | None:
+    """Greff et al.'s question: which one-change variant differs from its family's vanilla cell (None: no variant ran)."""
+    decisions = ev.ablations()
+    if not decisions:
+        return None
+    q = "Which gates and activations matter? (each cell variant against its family's vanilla)"
+    answers = ablation.overall(decisions)
+    groups = {"hurts": [], "helps": [], "makes no difference within the margin": [], "undecided": []}
+    for p in answers:
+        word = {Outcome.B_BETTER: "hurts", Outcome.A_BETTER: "helps", Outcome.EQUIVALENT: "makes no difference within the margin"}
+        groups[word.get(p.verdict, "undecided")].append(f"{p.a} vs {p.b}")
+    said = [f"the change {word}: {', '.join(names)}" for word, names in groups.items() if names and word != "undecided"]
+    if groups["undecided"]:
+        said.append(f"undecided: {', '.join(groups['undecided'])}")
+    lead = "" if len(groups["undecided"]) < len(answers) else "Inconclusive: "
+    answer = lead + "; ".join(said) + f" (pooled over task settings, main metric, Holm over {len(answers)} variants)."
+    lines = [f"{d.label}, {d.pair.name} ({d.metric}): {d.decision.reason}" for d in decisions]
+    lines += [f"pooled, {p.a} vs {p.b} ({p.kind}): {p.reason}" for p in answers]
+    return Verdict(q, answer[0].upper() + answer[1:], lines, answers)
+
+
 def hyperparameters(ev: Evidence) -> Verdict:
     q = "Which hyperparameters matter most?"
     found = [s for s in ev.sweeps if s.importances]
@@ -253,8 +282,9 @@ def hyperparameters(ev: Evidence) -> Verdict:
     return Verdict(q, f"{top} - mean fANOVA importance over {len(found)} sweep(s).", lines)
 
 
-VERDICTS: list[Callable[[Evidence], Verdict]] = [gru_vs_lstm, parameters, speed, lengths, structure, hyperparameters]
+VERDICTS: list[Callable[[Evidence], Verdict | None]] = [gru_vs_lstm, parameters, speed, lengths, structure, gates, hyperparameters]
 
 
 def all_verdicts(ev: Evidence) -> list[Verdict]:
-    return [v(ev) for v in VERDICTS]
+    """The answers to the questions this experiment's runs bear on (a verdict function returns None when none)."""
+    return [v for v in (f(ev) for f in VERDICTS) if v is not None]

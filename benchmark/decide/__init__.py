@@ -12,7 +12,8 @@ Public API (reused by the report, ``suite --until-decided`` and any later verdic
 - ``meta_analysis(estimates, variances)``: DerSimonian-Laird random effects; ``pool(studies, ...)``:
   one answer across task settings;
 - ``Design``: a fixed sample or the group-sequential looks of ``--until-decided``;
-- ``matched``: the GRU-vs-LSTM pairs of a run table and their decisions.
+- ``matched``: the GRU-vs-LSTM pairs of a run table and their decisions; ``ablation``: each cell
+  variant against its family's vanilla (Greff et al. 2017).
 """
 
 from benchmark.decide.design import FIXED, Design

@@ -175,7 +175,7 @@ def test_failed_and_missing_runs_are_listed(report):
 def test_verdicts_answer_with_numbers(report):
     verdicts = pd.read_csv(report.out / "verdicts.csv").set_index("question")
     answers = verdicts.answer.to_dict()
-    assert len(answers) == 6
+    assert len(answers) == 7
     params = verdicts.loc["Does GRU have fewer parameters than LSTM at equal hidden size?"]
     assert params.answer.startswith("Yes") and "0.75x" in params.answer
     assert "ratio" in params.evidence
@@ -183,6 +183,7 @@ def test_verdicts_answer_with_numbers(report):
     assert "does not vary" not in lengths  # the suite ran two lengths
     assert "train.lr (0.70)" in answers["Which hyperparameters matter most?"]
     assert answers["Does bidirectionality or depth help?"].startswith("Not asked here: ")  # no such pair ran
+    assert answers["Which gates and activations matter? (each cell variant against its family's vanilla)"].startswith("Not asked here: ")
 
 
 def test_parameter_verdict_reads_the_counts_the_runs_logged(report):
@@ -301,7 +302,7 @@ def test_html_shows_the_verdicts_and_every_figure_in_headless_chromium(report, t
     assert dom.headings[:2] == ["rnnbench report: tiny", "Verdicts"]
     assert {"Results per task setting", "adding: metric vs seq_len", "Sweeps", "Runs not counted"} <= set(dom.headings)
     questions = pd.read_csv(report.out / "verdicts.csv").question
-    assert all(q in dom.bold for q in questions) and len(questions) == 6
+    assert all(q in dom.bold for q in questions) and len(questions) == 7
     assert len(dom.images) == len(list((report.out / "plots").glob("*.png")))
     for img in dom.images:
         assert img["src"].startswith("data:image/png;base64,") and len(img["src"]) > 1000, img.get("alt")

@@ -245,12 +245,13 @@ def structure(ev: Evidence) -> Verdict:
     return Verdict(q, answer[0].upper() + answer[1:], lines)
 
 
-def gates(ev: Evidence) -> Verdict | None:
-    """Greff et al.'s question: which one-change variant differs from its family's vanilla cell (None: no variant ran)."""
+def gates(ev: Evidence) -> Verdict:
+    """Greff et al.'s question: which one-change variant differs from its family's vanilla cell."""
+    q = "Which gates and activations matter? (each cell variant against its family's vanilla)"
     decisions = ev.ablations()
     if not decisions:
-        return None
-    q = "Which gates and activations matter? (each cell variant against its family's vanilla)"
+        return Verdict(q, NOT_ASKED + "no task setting has finished runs of a cell variant and its family's vanilla "
+                       "of the same layers and direction (configs/suites/odyssey.yaml runs them).")  # fmt: skip
     answers = ablation.overall(decisions)
     groups = {"hurts": [], "helps": [], "makes no difference within the margin": [], "undecided": []}
     for p in answers:
@@ -282,9 +283,8 @@ def hyperparameters(ev: Evidence) -> Verdict:
     return Verdict(q, f"{top} - mean fANOVA importance over {len(found)} sweep(s).", lines)
 
 
-VERDICTS: list[Callable[[Evidence], Verdict | None]] = [gru_vs_lstm, parameters, speed, lengths, structure, gates, hyperparameters]
+VERDICTS: list[Callable[[Evidence], Verdict]] = [gru_vs_lstm, parameters, speed, lengths, structure, gates, hyperparameters]
 
 
 def all_verdicts(ev: Evidence) -> list[Verdict]:
-    """The answers to the questions this experiment's runs bear on (a verdict function returns None when none)."""
-    return [v for v in (f(ev) for f in VERDICTS) if v is not None]
+    return [v(ev) for v in VERDICTS]

@@ -146,6 +146,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from benchmark import robustness
+    from benchmark.runner import make_console
+
+    levels = [float(v) for v in args.levels]
+    noise_dir = Path(args.noise_dir) if args.noise_dir else None
+    n = robustness.run(args.tracking_uri, args.experiment, args.run_id, args.kind, levels, args.seed, noise_dir, make_console())
+    print(f"logged robust/{robustness.kind_label(args.kind, noise_dir)}/<level>/<metric> on {n} run(s) at {args.tracking_uri}")
+    return 0
+
+
+def cmd_gates(args: argparse.Namespace) -> int:
+    from benchmark import gates
+    from benchmark.runner import make_console
+
+    n = gates.run(args.tracking_uri, args.experiment, args.run_id, make_console())
+    print(f"logged gates/<layer>/<direction>/<gate>/<stat> and the gates/ artifacts on {n} run(s) at {args.tracking_uri}")
+    return 0
+
+
+def _level(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number (inf for +inf dB)") from None
+
+
 def cmd_speed(args: argparse.Namespace) -> int:
     import torch
 
@@ -276,6 +303,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "absolute for accuracies); repeatable")  # fmt: skip
     p.add_argument("--interval", default="t", help="per-variant intervals: t (default) or bootstrap (where n >= 5)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("robustness", help="re-evaluate finished runs' checkpoints on perturbed test inputs; logs robust/<kind>/<level>/<metric>")
+    p.add_argument("--experiment", help="every finished run of this MLflow experiment")
+    p.add_argument("--run-id", action="append", default=[], help="only this run (repeatable)")
+    p.add_argument("--kind", required=True, help="perturbation: gaussian, distractor, snr, substitute, delete (the task says which it supports)")
+    p.add_argument("--levels", nargs="+", type=_level, required=True, help="levels: std, markers, dB (inf: none) or rates, e.g. inf 30 20 10 5 0")
+    p.add_argument("--seed", type=int, default=0, help="seed of the perturbations, the same for every run (default: %(default)s)")
+    p.add_argument("--noise-dir", help="snr: mix random windows of these recordings instead of white noise (e.g. _background_noise_)")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store or server (default: %(default)s)")
+    p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("gates", help="gate activations and saturation of finished runs' checkpoints on their test sets")
+    p.add_argument("--experiment", help="every finished run of this MLflow experiment")
+    p.add_argument("--run-id", action="append", default=[], help="only this run (repeatable)")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store or server (default: %(default)s)")
+    p.set_defaults(func=cmd_gates)
 
     p = sub.add_parser("speed", help="forward/backward time of the cells over shapes; --overhead: framework vs plain loop")
     p.add_argument("--cells", nargs="+", metavar="MODEL", help="model variants or globs (default: the preset's), e.g. gru lstm 'bi*'")

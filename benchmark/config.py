@@ -103,6 +103,7 @@ class TrainConfig(Section):
 class TrackingConfig(Section):
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "rnnbench"
+    log_checkpoint: bool = Field(True, description="log the best-validation weights as the run's checkpoint/model.pt artifact")
 
 
 class TaskConfig(BaseModel):

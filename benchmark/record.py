@@ -34,7 +34,17 @@ line, git commit) and its data sets (``mlflow.log_input``: one per split, contex
 - a suite's parent run: ``suite.yaml`` (the suite as run), ``summary.md``/``summary.csv`` when
   the suite ends, and ``report/`` (``report.html``, ``report.md``, ``plots/``, CSVs) from each
   ``rnnbench report`` of its experiment;
-- a study's parent run: ``importances.json`` and ``plots/``.
+- a study's parent run: ``importances.json`` and ``plots/``;
+- every finished run and trial (unless ``tracking.log_checkpoint=false``): ``checkpoint/model.pt``
+  (``CHECKPOINT_ARTIFACT``), its best-validation weights with the run config and resolved
+  architecture, which ``benchmark.checkpoint.load_run`` rebuilds from the run id alone;
+- after ``rnnbench gates``: ``gates/`` (``GATES_ARTIFACTS``: ``stats.csv``, ``histograms.png``,
+  ``heatmap.png``).
+
+Later evaluations add metrics to a finished run: ``rnnbench robustness`` logs
+``robust/<kind>/<level>/<metric>`` (``robust_metric``) and tags ``robust.<kind>`` (``robust_tag``:
+how the perturbation was drawn); ``rnnbench gates`` logs ``gates/<layer>/<direction>/<gate>/<stat>``
+(``gate_metric``).
 
 Add new artifacts beside these, and name them here.
 """
@@ -200,6 +210,48 @@ CONFIG_ARTIFACT = "config.yaml"  # a run's resolved config
 SUITE_ARTIFACT = "suite.yaml"  # a suite parent's config
 REPORT_ARTIFACTS = "report"  # folder of the report on a suite's parent run
 IMPORTANCES_ARTIFACT = "importances.json"  # fANOVA importances on a study's parent run
+CHECKPOINT_ARTIFACT = "checkpoint/model.pt"  # a run's best-validation weights, config and architecture
+GATES_ARTIFACTS = "gates"  # folder of ``rnnbench gates``' files on a run
+
+ROBUST_PREFIX = "robust/"
+GATES_PREFIX = "gates/"
+GATE_STATS = ("mean", "left_sat", "right_sat")  # mean activation; fractions < 0.1 and > 0.9 (Karpathy et al. 2015)
+
+
+def level_text(level: float) -> str:
+    """A perturbation level as metric names spell it: ``20``, ``0.1``, ``inf``."""
+    return "inf" if level == float("inf") else f"{level:g}"
+
+
+def robust_metric(kind: str, level: float, metric: str) -> str:
+    """``robust/snr/20/accuracy``: the test metric with the test inputs perturbed by ``kind`` at ``level``."""
+    return f"{ROBUST_PREFIX}{kind}/{level_text(level)}/{metric}"
+
+
+def parse_robust_metric(name: str) -> tuple[str, float, str] | None:
+    """(kind, level, metric) of a ``robust_metric`` name; None for any other name."""
+    if not name.startswith(ROBUST_PREFIX) or name.count("/") != 3:
+        return None
+    _, kind, level, metric = name.split("/")
+    return kind, float(level), metric
+
+
+def robust_tag(kind: str) -> str:
+    """``robust.snr``: JSON tag saying how a run's ``kind`` perturbations were drawn (seed, options)."""
+    return f"robust.{kind}"
+
+
+def gate_metric(layer: int, direction: int, gate: str, stat: str) -> str:
+    """``gates/l0/fwd/forget/right_sat``: a gate statistic over the test set's valid steps."""
+    return f"{GATES_PREFIX}l{layer}/{'bwd' if direction else 'fwd'}/{gate}/{stat}"
+
+
+def parse_gate_metric(name: str) -> tuple[str, str, str, str] | None:
+    """(layer, direction, gate, stat) of a ``gate_metric`` name; None for any other name."""
+    if not name.startswith(GATES_PREFIX) or name.count("/") != 4:
+        return None
+    _, layer, direction, gate, stat = name.split("/")
+    return layer, direction, gate, stat
 
 
 def metric_scale(metric: str) -> str:

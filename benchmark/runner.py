@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from benchmark import dashboard, devices, record, tracking
+from benchmark.checkpoint import log_checkpoint
 from benchmark.config import RunConfig, flatten
 from benchmark.lightning_module import RecurrentTaskModule
 from benchmark.models import Architecture, RecurrentNetwork, count_parameters, parameter_count, resolve_architecture
@@ -342,6 +343,8 @@ def _train_and_test(
         trainer.fit(run.module, datamodule=run.datamodule)
         fit_seconds = time.perf_counter() - started
         tested = trainer.test(run.module, datamodule=run.datamodule, ckpt_path="best", verbose=False)[0]
+    if cfg.tracking.log_checkpoint:  # the module now holds the tested (best-validation) weights
+        log_checkpoint(mlflow, run_id, cfg, run.arch, run.module.network)
     best = checkpoint.best_model_score
     pipeline = getattr(run.datamodule, "pipeline_metrics", None)
     summary = {

@@ -95,6 +95,7 @@ class TaskSpec:
     causal: bool = False  # per-step targets are later inputs (forecasting): a backward direction would read them
     extra: dict[str, Any] = field(default_factory=dict)  # task facts, logged as fact.<name> params
     length_fact: str | None = None  # the fact in ``extra`` that is the sequence length the report plots against
+    perturbations: tuple[str, ...] = ()  # kinds of ``benchmark.perturb`` its test inputs can be evaluated under
 
     def __post_init__(self):
         names = [m.name for m in self.metrics]

@@ -313,6 +313,7 @@ class SeqImage(Task):
             main_metric="accuracy",
             baseline=Baseline(f"majority class of train ({data.classes[majority]})", {"accuracy": float((test == majority).float().mean())}),
             extra={"seq_len": self.steps(), "image": f"{h}x{w}x{c}", "train_size": len(train)},
+            perturbations=("gaussian",),
         )
 
     def datamodule(self, batch_size: int, seed: int) -> SeqImageDataModule:

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from benchmark import metrics
 from benchmark.data import SyntheticDataModule
+from benchmark.perturb import perturbation
 from benchmark.task import (
     Baseline, Batch, DataSplit, DatasetInfo, InputKind, Metric, OutputKind, Task, TaskOptions, TaskSpec, fingerprint,
     register_task,
@@ -79,6 +80,7 @@ class Adding(SyntheticTask):
             baseline=Baseline("always predict 1", {"mse": 1 / 6}),
             extra={"seq_len": self.options.seq_len},
             length_fact="seq_len",
+            perturbations=("gaussian", "distractor"),
         )
 
     def sample(self, n: int, generator: torch.Generator, device: torch.device) -> Batch:
@@ -135,6 +137,7 @@ class CopyMemory(SyntheticTask):
             ),
             extra={"delay": o.delay, "seq_len": steps},
             length_fact="delay",  # the dependency the cell must bridge; seq_len adds the fixed 2 x copy_length
+            perturbations=("substitute",),  # deleting a step would shift the per-step targets
         )
 
     def sample(self, n: int, generator: torch.Generator, device: torch.device) -> Batch:
@@ -146,3 +149,13 @@ class CopyMemory(SyntheticTask):
         inputs = torch.cat([symbols, blank, delimiter, recall], dim=1)
         targets = torch.cat([torch.zeros(n, o.delay + o.copy_length, dtype=torch.long, device=device), symbols], 1)
         return Batch(inputs, targets)
+
+
+@perturbation("distractor", "batch", "markers", "adding: this many extra steps marked (never the two true ones); the target stays "
+              "the sum of the two true marked values", integer=True)  # fmt: skip
+def distractor(batch: Batch, level: float, gens, ctx) -> Batch:
+    markers = batch.inputs[..., 1].clone()
+    for i, g in enumerate(gens):
+        free = (markers[i] == 0).nonzero().squeeze(1)
+        markers[i, free[torch.randperm(len(free), generator=g)[: int(level)]]] = 1.0
+    return Batch(torch.stack([batch.inputs[..., 0], markers], dim=-1), batch.targets, batch.lengths)

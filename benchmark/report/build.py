@@ -20,7 +20,7 @@ from benchmark.decide.margins import MarginConfig, check, merged, recorded_margi
 from benchmark.decide.matched import ACCURACY, SPEED, PairDecision
 from benchmark.decide.paired import BOOTSTRAP_MIN_SEEDS, margin_text
 from benchmark.record import ExperimentTag
-from benchmark.report import plots
+from benchmark.report import gates, noise, plots
 from benchmark.report.collect import Collection, collect, length_axis, reference_rows, suite_runs, val_curves
 from benchmark.report.render import Block, Bullets, Heading, Image, Para, Table, markdown, to_html
 from benchmark.report.tables import by_label, model_table
@@ -134,14 +134,21 @@ def build_report(tracking_uri: str, experiment: str, out: Path, margins: MarginC
         stale.unlink()
     table = model_table(finished, used, interval, design) if not finished.empty else pd.DataFrame()
     ev = Evidence(finished, table, c.sweeps, used, design)
-    verdicts = all_verdicts(ev)
+    noise_blocks, noise_verdict, noise_table = noise.section(finished, used, figs)
+    gate_blocks, gate_verdict, gate_table = gates.section(finished, figs)
+    verdicts = all_verdicts(ev) + [v for v in (noise_verdict, gate_verdict) if v is not None]
     method = _method(design, _margins_used(finished, used, bool(recorded_margins(c.tags)), bool(margins)), interval)
     doc = _header(c, experiment) + _verdict_section(verdicts, figs) + _variants_section(ev.ablations())
     doc += _settings_section(c, table, figs, method)
     length_blocks, length_tables = _length_sections(finished, figs)
-    doc += length_blocks + _sweeps_section(c, figs) + _excluded_section(c.excluded)
+    doc += length_blocks + noise_blocks + gate_blocks + _sweeps_section(c, figs) + _excluded_section(c.excluded)
     decisions = ev.decisions(ACCURACY) + ev.decisions(SPEED) + ev.ablations()
-    return _write(out, experiment, doc, c, table, length_tables, verdicts, decisions)
+    written = _write(out, experiment, doc, c, table, length_tables, verdicts, decisions)
+    for name, extra in (("robustness.csv", noise_table), ("gates.csv", gate_table)):
+        if not extra.empty:
+            extra.to_csv(out / name, index=False)
+            written.append(out / name)
+    return written
 
 
 def _margins_used(finished: pd.DataFrame, margins: MarginConfig, recorded: bool, given: bool) -> str:

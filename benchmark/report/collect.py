@@ -123,6 +123,8 @@ def run_row(run) -> dict:
         "best_val": metrics.get(record.best_val(main), float("nan")),
         "baseline": metrics.get(record.baseline(main), float("nan")),
         **{col: metrics.get(name, float("nan")) for name, col in RUN_METRICS.items()},
+        # later evaluations of the run's checkpoint (rnnbench robustness, rnnbench gates), under their own names
+        **{name: value for name, value in metrics.items() if name.startswith((record.ROBUST_PREFIX, record.GATES_PREFIX))},
     }
     if row["param_count"] != row["param_count"]:  # failed runs have the tag, not the final metric
         row["param_count"] = _as_float(tags.get(Tag.PARAM_COUNT))

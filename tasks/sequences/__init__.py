@@ -96,6 +96,7 @@ class Sequences(Task):
             baseline=data.encoded.baseline,
             causal=data.target.causal,
             extra=data.facts,
+            perturbations=("gaussian",),
         )
 
     def datamodule(self, batch_size: int, seed: int):

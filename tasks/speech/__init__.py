@@ -26,6 +26,7 @@ from benchmark.config import ConfigError
 from benchmark.task import (
     Baseline, DataSplit, DatasetInfo, InputKind, Metric, OutputKind, Task, TaskOptions, TaskSpec, fingerprint, register_task,
 )  # fmt: skip
+from tasks.speech import noise  # noqa: F401  (registers the snr perturbation)
 from tasks.speech.audio import DataWarning, decode_all
 from tasks.speech.silence import SILENCE, UNKNOWN, background_recordings, cut_silence
 from tasks.speech.sources import SOURCES, data_root, speaker_regexes
@@ -353,6 +354,7 @@ class Speech(Task):
                 "split_by": data.split_by,
                 "frames": 1 + int(round(o.duration_s * o.sample_rate)) // self.hop_length,
             },
+            perturbations=("snr", "gaussian"),
         )
 
     def extractor(self):

@@ -95,6 +95,7 @@ class TextClassification(Task):
             ),
             padding_idx=PAD_ID,
             extra={"classes": data.label_names, "vocab_size": data.vocab_size, "train_size": len(train)},
+            perturbations=("substitute", "delete"),
         )
 
     def dataset_info(self) -> DatasetInfo:

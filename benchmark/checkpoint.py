@@ -128,20 +128,25 @@ def evaluate(loaded: LoadedRun, raw: BatchHook | None = None, batch: BatchHook |
     return {name: float(meter.compute()) for name, meter in meters.items()}
 
 
-def finished_runs(tracking_uri: str, experiment: str | None, run_ids: list[str]) -> list[str]:
-    """The given run ids, or else every finished ordinary run (``kind=run``) of ``experiment``, oldest first."""
+def finished_runs(tracking_uri: str, experiment: str | None, run_ids: list[str], task: str | None = None) -> list[str]:
+    """The given run ids, or else every finished ordinary run (``kind=run``) of ``experiment`` (of
+    ``task`` only, if given), oldest first."""
     if run_ids:
         return list(dict.fromkeys(run_ids))
     if not experiment:
-        raise ConfigError("give --experiment or --run-id")
+        raise ConfigError("give --experiment (optionally with --task) or --run-id")
     mlflow = client(tracking_uri)
     exp_id = experiment_id(mlflow, experiment, create=False)
     if exp_id is None:
         known = sorted(e.name for e in mlflow.search_experiments())
         raise ConfigError(f"experiment '{experiment}' not found at {tracking_uri}. Experiments there: {', '.join(known) or 'none'}")
     runs = [r for r in search_all(mlflow, exp_id, f"attributes.status = '{record.FINISHED}'") if record.kind_of(r.data.tags) == record.RunKind.RUN]
+    tasks = sorted({r.data.tags.get(record.Tag.TASK, "") for r in runs})
+    if task is not None:
+        runs = [r for r in runs if r.data.tags.get(record.Tag.TASK) == task]
     if not runs:
-        raise ConfigError(f"experiment '{experiment}' at {tracking_uri} has no finished runs")
+        which = f" of task '{task}' (its tasks: {', '.join(tasks) or 'none'})" if task else ""
+        raise ConfigError(f"experiment '{experiment}' at {tracking_uri} has no finished runs{which}")
     return [r.info.run_id for r in sorted(runs, key=lambda r: r.info.start_time)]
 
 

@@ -152,7 +152,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
     levels = [float(v) for v in args.levels]
     noise_dir = Path(args.noise_dir) if args.noise_dir else None
-    n = robustness.run(args.tracking_uri, args.experiment, args.run_id, args.kind, levels, args.seed, noise_dir, make_console())
+    n = robustness.run(args.tracking_uri, args.experiment, args.run_id, args.task, args.kind, levels, args.seed, noise_dir, make_console())
     print(f"logged robust/{robustness.kind_label(args.kind, noise_dir)}/<level>/<metric> on {n} run(s) at {args.tracking_uri}")
     return 0
 
@@ -161,7 +161,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
     from benchmark import gates
     from benchmark.runner import make_console
 
-    n = gates.run(args.tracking_uri, args.experiment, args.run_id, make_console())
+    n = gates.run(args.tracking_uri, args.experiment, args.run_id, args.task, make_console())
     print(f"logged gates/<layer>/<direction>/<gate>/<stat> and the gates/ artifacts on {n} run(s) at {args.tracking_uri}")
     return 0
 
@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("robustness", help="re-evaluate finished runs' checkpoints on perturbed test inputs; logs robust/<kind>/<level>/<metric>")
     p.add_argument("--experiment", help="every finished run of this MLflow experiment")
+    p.add_argument("--task", help="with --experiment: only the runs of this task (e.g. speech)")
     p.add_argument("--run-id", action="append", default=[], help="only this run (repeatable)")
     p.add_argument("--kind", required=True, help="perturbation: gaussian, distractor, snr, substitute, delete (the task says which it supports)")
     p.add_argument("--levels", nargs="+", type=_level, required=True, help="levels: std, markers, dB (inf: none) or rates, e.g. inf 30 20 10 5 0")
@@ -316,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gates", help="gate activations and saturation of finished runs' checkpoints on their test sets")
     p.add_argument("--experiment", help="every finished run of this MLflow experiment")
+    p.add_argument("--task", help="with --experiment: only the runs of this task (e.g. speech)")
     p.add_argument("--run-id", action="append", default=[], help="only this run (repeatable)")
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store or server (default: %(default)s)")
     p.set_defaults(func=cmd_gates)

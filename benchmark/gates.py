@@ -133,9 +133,9 @@ def inspect(run: LoadedRun) -> tuple[GateStats, list]:
     return gate_stats(reference, batches)
 
 
-def run(tracking_uri: str, experiment: str | None, run_ids: list[str], console) -> int:
+def run(tracking_uri: str, experiment: str | None, run_ids: list[str], task: str | None, console) -> int:
     """Inspect and log every run's gates; returns the number of runs."""
-    loaded = load_runs(tracking_uri, finished_runs(tracking_uri, experiment, run_ids))
+    loaded = load_runs(tracking_uri, finished_runs(tracking_uri, experiment, run_ids, task))
     mlflow, now = client(tracking_uri), int(time.time() * 1000)
     for r in loaded:
         stats, first = inspect(r)

@@ -86,7 +86,7 @@ def check(kind: str, levels: list[float], spec: TaskSpec, where: str = "") -> Pe
     supported = tuple(spec.perturbations)
     if kind not in supported:
         raise ConfigError(
-            f"--kind '{kind}': task '{spec.name}'{where} does not support it; its kinds: {', '.join(supported) or 'none'}"
+            f"--kind '{kind}': task '{spec.name}'{where} does not support it; its kinds: {', '.join(supported) or 'none'} (pick runs with --task or --run-id)"
         )
     p = PERTURBATIONS.get(kind)
     if not levels:

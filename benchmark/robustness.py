@@ -29,12 +29,12 @@ def kind_label(kind: str, noise_dir: Path | None) -> str:
     return f"{kind}-{noise_dir.name}" if noise_dir is not None else kind
 
 
-def run(tracking_uri: str, experiment: str | None, run_ids: list[str], kind: str, levels: list[float], seed: int,
-        noise_dir: Path | None, console) -> int:  # fmt: skip
+def run(tracking_uri: str, experiment: str | None, run_ids: list[str], task: str | None, kind: str, levels: list[float],
+        seed: int, noise_dir: Path | None, console) -> int:  # fmt: skip
     """Evaluate and log; returns the number of runs evaluated."""
     if noise_dir is not None and kind != "snr":
         raise ConfigError(f"--noise-dir applies to --kind snr only (got --kind {kind})")
-    loaded = load_runs(tracking_uri, finished_runs(tracking_uri, experiment, run_ids))
+    loaded = load_runs(tracking_uri, finished_runs(tracking_uri, experiment, run_ids, task))
     kinds = {run.run_id: perturb.check(kind, levels, run.spec, f" (run {run.run_id})") for run in loaded}
     label = kind_label(kind, noise_dir)
     how = json.dumps({"seed": seed, "unit": perturb.PERTURBATIONS.get(kind).unit, "noise": str(noise_dir) if noise_dir else "white"})

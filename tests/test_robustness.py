@@ -108,6 +108,24 @@ def test_snr_mixture_has_the_asked_signal_to_noise_ratio(snr_db):
     assert measured == pytest.approx(snr_db, abs=1e-9)
 
 
+def test_snr_with_background_recordings_spares_padding(tmp_path):
+    import soundfile as sf
+
+    task = create_task("speech", **create_task("speech").smoke_options(tmp_path))  # 8 kHz, 0.25 s: 2000 samples
+    (tmp_path / "noise").mkdir()
+    sf.write(tmp_path / "noise" / "hum.wav", 0.1 * torch.randn(8000).numpy(), 8000)
+    waves = (1000 * torch.randn(2, 2000)).to(torch.int16)
+    waves[1, 1500:] = 0
+    item = (waves, torch.tensor([2000, 1500]), torch.tensor([0, 1]))
+    ctx = perturb.Context(task, None, tmp_path / "noise")
+    mixed, samples, _ = perturb.PERTURBATIONS.get("snr").apply(item, 10.0, perturb.generators(0, "snr", 0, 2), ctx)
+    for i, n in enumerate((2000, 1500)):
+        clean = waves[i, :n].double()
+        measured = 10 * math.log10(clean.square().mean() / (mixed[i, :n].double() - clean).square().mean())
+        assert measured == pytest.approx(10.0, abs=1e-4)  # float32 mixtures
+    assert mixed[1, 1500:].abs().sum() == 0
+
+
 def test_snr_at_inf_db_reproduces_the_clean_speech_metric(tmp_path, mlflow_uri):
     options = create_task("speech").smoke_options(tmp_path)
     options |= {"val_fraction": 0.3, "test_fraction": 0.3, "split": "random"}
@@ -144,6 +162,7 @@ BAD_INPUTS = [
     (["robustness", "--experiment", "test", "--kind", "distractor", "--levels", "1.5"], "whole numbers"),
     (["robustness", "--experiment", "test", "--kind", "gaussian", "--levels", "1", "--noise-dir", "x"], "--kind snr only"),
     (["gates", "--experiment", "nope"], "experiment 'nope' not found"),
+    (["gates", "--experiment", "test", "--task", "speech"], "no finished runs of task 'speech' (its tasks: adding)"),
 ]
 
 

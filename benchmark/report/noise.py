@@ -29,7 +29,7 @@ from benchmark.decide.margins import MarginConfig
 from benchmark.decide.matched import Question, decide_setting, overall
 from benchmark.report.render import Block, Heading, Image, Para, Table
 from benchmark.report.tables import by_label
-from benchmark.report.verdicts import Verdict, fmt
+from benchmark.report.verdicts import NOT_ASKED, Verdict, fmt
 from benchmark.scales import RATIO
 
 QUESTION = "Which degrades less under noise, GRU or LSTM?"
@@ -153,7 +153,7 @@ def section(finished: pd.DataFrame, margins: MarginConfig, figs: Path) -> tuple[
                 pooled.append(p)
             evidence += [f"{d.label}, {d.pair.name}, {d.question.name}: {d.decision.reason}" for d in decisions]
     if not answers:
-        verdict = Verdict(QUESTION, "Inconclusive: no task setting has a GRU and an LSTM variant evaluated under noise.")
+        verdict = Verdict(QUESTION, NOT_ASKED + "no task setting has a GRU and an LSTM variant evaluated under noise.")
     else:
         verdict = Verdict(QUESTION, "; ".join(answers) + ".", evidence, pooled)
     return lead + doc, verdict, pd.DataFrame(rows)

@@ -245,3 +245,14 @@ def test_report_shows_the_noise_and_gate_sections(tiny_overrides, mlflow_uri, tm
     assert set(curves.level) == {0, 0.2, 0.4} and set(curves.model) == {"gru", "lstm"}
     saturation = pd.read_csv(tmp_path / "report" / "gates.csv")
     assert set(saturation.gate) == {"update", "reset", "input", "forget", "output"}
+
+
+def test_area_under_the_degradation_curve_is_the_average_over_the_level_range():
+    from benchmark.report.noise import summarize
+
+    runs = pd.DataFrame({"value": [1.0, 0.8], "a": [1.0, 0.8], "b": [2.0, 0.9], "c": [3.0, 0.5]})
+    out = summarize(runs, {0.0: "a", 0.1: "b", 0.2: "c"})
+    assert out.area.tolist() == pytest.approx([2.0, (0.085 + 0.07) / 0.2])  # trapezoids / range
+    assert out.retained.tolist() == pytest.approx([2.0, (0.085 + 0.07) / 0.2 / 0.8])
+    snr = summarize(runs, {math.inf: "a", 20.0: "b", 0.0: "c"})  # +inf dB is the clean end, not integrated
+    assert snr.area.tolist() == pytest.approx([2.5, 0.7])

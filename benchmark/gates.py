@@ -113,7 +113,7 @@ def _plots(stats: GateStats, first: list, title: str, folder: Path) -> list[Path
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)
     named = [(f"l{layer} {'bwd' if d else 'fwd'} {g}", a) for layer, dirs in enumerate(first) for d, gs in enumerate(dirs) for g, a in gs.items()]
-    fig, axes = plt.subplots(len(named), 1, figsize=(8, 1.6 * len(named)), squeeze=False)
+    fig, axes = plt.subplots(len(named), 1, figsize=(8, 1.8 * len(named) + 0.6), squeeze=False, layout="constrained")
     for ax, (name, a) in zip(axes[:, 0], named):
         im = ax.imshow(a.T.numpy(), aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
         ax.set_ylabel(f"{name}\nunit", fontsize=8)

@@ -27,6 +27,7 @@ from benchmark.task import Batch, Task, TaskSpec, create_task
 from benchmark.tracking import client, experiment_id, search_all
 
 FORMAT = 1  # bump when the payload's layout changes
+CHECKPOINT_PARTS = tuple(record.CHECKPOINT_ARTIFACT.rsplit("/", 1))  # (artifact folder, file name)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays one line on an error
 
 
@@ -43,9 +44,6 @@ def log_checkpoint(mlflow, run_id: str, cfg: RunConfig, arch: Architecture, netw
         path = Path(tmp) / name
         torch.save(payload(cfg, arch, network), path)
         mlflow.log_artifact(run_id, str(path), folder)
-
-
-CHECKPOINT_PARTS = tuple(record.CHECKPOINT_ARTIFACT.rsplit("/", 1))
 
 
 @dataclass
@@ -83,6 +81,8 @@ def load_run(run_id: str, tracking_uri: str, tasks: dict | None = None) -> Loade
         )
     with tempfile.TemporaryDirectory(prefix="rnnbench-model-") as tmp:
         data = torch.load(mlflow.download_artifacts(run_id, record.CHECKPOINT_ARTIFACT, tmp), weights_only=True)
+    if data.get("format") != FORMAT:
+        raise ConfigError(f"run '{run_id}': {record.CHECKPOINT_ARTIFACT} has format {data.get('format')}, this rnnbench reads {FORMAT}")
     cfg = RunConfig.model_validate(data["config"])
     key = cfg.task.model_dump_json()
     tasks = {} if tasks is None else tasks

@@ -7,13 +7,15 @@ Samplers and pruners are registries of option schemas (``Choice``): each has its
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import optuna
 from pydantic import Field, SerializeAsAny, field_validator
 
-from benchmark.config import Choice, SuiteConfig, apply_overrides, load_yaml, validate
+from benchmark.config import Choice, ConfigError, SuiteConfig, apply_overrides, load_yaml, validate
 from benchmark.registry import Registry
 from benchmark.search_space import SearchSpace
 
@@ -48,14 +50,28 @@ class RandomSampler(SamplerConfig):
         return optuna.samplers.RandomSampler(seed=seed)
 
 
+@dataclass(frozen=True)
+class PruneContext:
+    """What a study's pruner is built from: the epoch budget and the task's main metric."""
+
+    max_epochs: int
+    higher_is_better: bool
+    baseline: float | None  # the task's trivial-baseline value of the main metric, if it has one
+    study: str = ""  # for error messages
+
+
 class PrunerConfig(Choice):
-    """When a trial stops early; its resource is the epoch (one report per validation)."""
+    """When a trial stops early. Its resource is the epoch: step k is the (k+1)-th validation, reported
+    every epoch; the last epoch is never pruned (it saves nothing)."""
 
     choices: ClassVar[Registry] = PRUNERS
     default_name: ClassVar[str] = "median"
 
-    def build(self, max_epochs: int) -> optuna.pruners.BasePruner:
+    def build(self, ctx: PruneContext) -> optuna.pruners.BasePruner:
         raise NotImplementedError
+
+    def check(self, ctx: PruneContext, key: str = "pruner") -> None:
+        """ConfigError (one line) if this pruner cannot be built for the study."""
 
 
 @PRUNERS.register("median")
@@ -64,25 +80,113 @@ class MedianPruner(PrunerConfig):
     n_startup_trials: int = Field(5, ge=0, description="trials finished before any is pruned")
     n_warmup_steps: int = Field(0, ge=0, description="epochs a trial always gets")
 
-    def build(self, max_epochs: int) -> optuna.pruners.BasePruner:
+    def build(self, ctx: PruneContext) -> optuna.pruners.BasePruner:
         return optuna.pruners.MedianPruner(self.n_startup_trials, self.n_warmup_steps)
 
 
-@PRUNERS.register("hyperband")
-class HyperbandPruner(PrunerConfig):
-    name: Literal["hyperband"] = "hyperband"
-    min_resource: int = Field(1, gt=0, description="epochs every trial gets")
-    reduction_factor: int = Field(3, ge=2)
+@PRUNERS.register("percentile")
+class PercentilePruner(PrunerConfig):
+    name: Literal["percentile"] = "percentile"
+    percentile: float = Field(25.0, gt=0, lt=100, description="keep a trial while it is in the best this % at the epoch")
+    n_startup_trials: int = Field(5, ge=0, description="trials finished before any is pruned")
+    n_warmup_steps: int = Field(0, ge=0, description="epochs a trial always gets")
 
-    def build(self, max_epochs: int) -> optuna.pruners.BasePruner:
-        return optuna.pruners.HyperbandPruner(self.min_resource, max_epochs, reduction_factor=self.reduction_factor)
+    def build(self, ctx: PruneContext) -> optuna.pruners.BasePruner:
+        return optuna.pruners.PercentilePruner(self.percentile, self.n_startup_trials, self.n_warmup_steps)
+
+
+class HalvingConfig(PrunerConfig):
+    """Successive halving's rungs: the resource is the epoch, up to ``train.max_epochs``."""
+
+    min_resource: int = Field(1, gt=0, description="step of the first rung (0-based: after min_resource + 1 epochs)")
+    reduction_factor: int = Field(3, ge=2, description="1 / the share of trials promoted at each rung")
+
+    def check(self, ctx: PruneContext, key: str = "pruner") -> None:
+        if self.min_resource >= ctx.max_epochs - 1:
+            raise ConfigError(
+                f"{key}.min_resource={self.min_resource}: the first rung must come before the last epoch "
+                f"(train.max_epochs={ctx.max_epochs}); use at most {max(1, ctx.max_epochs - 2)}"
+            )
+
+
+@PRUNERS.register("successive_halving")
+class SuccessiveHalvingPruner(HalvingConfig):
+    name: Literal["successive_halving"] = "successive_halving"
+    min_early_stopping_rate: int = Field(0, ge=0, description="rungs skipped: the first is at min_resource x factor^rate")
+
+    def build(self, ctx: PruneContext) -> optuna.pruners.BasePruner:
+        return optuna.pruners.SuccessiveHalvingPruner(self.min_resource, self.reduction_factor, self.min_early_stopping_rate)
+
+
+@PRUNERS.register("hyperband")
+class HyperbandPruner(HalvingConfig):
+    """Successive halving in brackets of different first rungs; the maximum resource is ``train.max_epochs``."""
+
+    name: Literal["hyperband"] = "hyperband"
+
+    def build(self, ctx: PruneContext) -> optuna.pruners.BasePruner:
+        return optuna.pruners.HyperbandPruner(self.min_resource, ctx.max_epochs, reduction_factor=self.reduction_factor)
+
+
+@PRUNERS.register("threshold")
+class ThresholdPruner(PrunerConfig):
+    name: Literal["threshold"] = "threshold"
+    lower: float | None = Field(None, description="prune a trial whose value falls below this")
+    upper: float | None = Field(None, description="prune a trial whose value rises above this")
+    n_warmup_steps: int = Field(0, ge=0, description="epochs a trial always gets")
+
+    def build(self, ctx: PruneContext) -> optuna.pruners.BasePruner:
+        return optuna.pruners.ThresholdPruner(self.lower, self.upper, self.n_warmup_steps)
+
+    def check(self, ctx: PruneContext, key: str = "pruner") -> None:
+        if self.lower is None and self.upper is None:
+            raise ConfigError(f"{key}: threshold needs {key}.lower, {key}.upper or both")
+
+
+class WrapperConfig(PrunerConfig):
+    """A pruner around another one (``inner``), which decides when the wrapper lets it."""
+
+    inner: SerializeAsAny[PrunerConfig] = Field(default_factory=lambda: PrunerConfig.model_validate({}))
+
+    def check(self, ctx: PruneContext, key: str = "pruner") -> None:
+        self.inner.check(ctx, f"{key}.inner")
+
+
+@PRUNERS.register("patient")
+class PatientPruner(WrapperConfig):
+    name: Literal["patient"] = "patient"
+    patience: int = Field(2, ge=0, description="epochs without improvement before the inner pruner is asked")
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
+
+    def build(self, ctx: PruneContext) -> optuna.pruners.BasePruner:
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.8, and unchanged since
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.pruners.PatientPruner(self.inner.build(ctx), self.patience, self.min_delta)
+
+
+@PRUNERS.register("plateau")
+class PlateauPruner(WrapperConfig):
+    name: Literal["plateau"] = "plateau"
+    tol: float = Field(0.1, ge=0, description="left the plateau: best value beats the task's baseline by this share of it")
+    max_wait: int | None = Field(None, gt=0, description="epochs a trial on the plateau is spared (default: half of train.max_epochs)")
+
+    def build(self, ctx: PruneContext) -> optuna.pruners.BasePruner:
+        from benchmark.sweep.plateau import PlateauWarmup
+
+        wait = self.max_wait or max(1, ctx.max_epochs // 2)
+        return PlateauWarmup(self.inner.build(ctx), ctx.baseline, ctx.higher_is_better, self.tol, wait)
+
+    def check(self, ctx: PruneContext, key: str = "pruner") -> None:
+        if ctx.baseline is None:
+            raise ConfigError(f"{key}: plateau needs a baseline, but the task of study '{ctx.study}' has none")
+        super().check(ctx, key)
 
 
 @PRUNERS.register("none")
 class NoPruner(PrunerConfig):
     name: Literal["none"] = "none"
 
-    def build(self, max_epochs: int) -> optuna.pruners.BasePruner:
+    def build(self, ctx: PruneContext) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
 
 
@@ -134,4 +238,5 @@ def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfi
     space = sweep.space()
     for plan in plan_studies(sweep):
         space.check(plan.base)
+        sweep.pruner.check(plan.prune_context())
     return sweep

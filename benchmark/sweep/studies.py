@@ -24,7 +24,7 @@ from benchmark import dashboard, record, tracking
 from benchmark.config import ConfigError, RunConfig, flatten
 from benchmark.record import RunKind, Tag
 from benchmark.search_space import SearchSpace
-from benchmark.sweep.config import SweepConfig
+from benchmark.sweep.config import PruneContext, SweepConfig
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -56,6 +56,10 @@ class StudyPlan:
     base: RunConfig  # the run config before sampled values are applied
     main_metric: str
     higher_is_better: bool
+    baseline: float | None = None  # the task's trivial baseline on the main metric
+
+    def prune_context(self) -> PruneContext:
+        return PruneContext(self.base.train.max_epochs, self.higher_is_better, self.baseline, self.name)
 
     @property
     def direction(self) -> str:
@@ -96,6 +100,7 @@ def plan_studies(sweep: SweepConfig) -> list[StudyPlan]:
                 base,
                 main.name,
                 main.higher_is_better,
+                specs[key].baseline.values.get(main.name) if specs[key].baseline else None,
             )
         )
     names = Counter(p.name for p in plans)

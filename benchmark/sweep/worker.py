@@ -183,7 +183,7 @@ def _work(sweep: SweepConfig, worker: int, console: Console) -> None:
         study = optuna.load_study(study_name=plan.name, storage=storage)
         existing = len(study.get_trials(deepcopy=False))
         study.sampler = sweep.sampler.build(_sampler_seed(sweep, worker, existing))
-        study.pruner = sweep.pruner.build(plan.base.train.max_epochs)
+        study.pruner = sweep.pruner.build(plan.prune_context())
         pending.append((plan, study, study.user_attrs[StudyAttr.PARENT_RUN_ID]))
     poll = min(5.0, sweep.heartbeat_interval)
     while pending:

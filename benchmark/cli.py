@@ -133,6 +133,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if short else 0
 
 
+def cmd_sweep_efficiency(args: argparse.Namespace) -> int:
+    from benchmark.runner import make_console
+    from benchmark.sweep.efficiency import load_efficiency_config, run
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1 (got {args.workers})")
+    run(load_efficiency_config(args.config, args.overrides), args.workers, make_console())
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.report import attach_report, build_report
 
@@ -293,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="local worker processes on the same studies")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///optuna/<sweep>.db), e.g. postgresql://...")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("sweep-efficiency", help="each pruner replayed over unpruned sweeps: epochs saved, regret, verdicts")
+    p.add_argument("config", help="efficiency config YAML (configs/sweeps/efficiency.yaml)")
+    p.add_argument("overrides", nargs="*", help=overrides_help + " sampler_seeds=[0,1]")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes per sweep")
+    p.set_defaults(func=cmd_sweep_efficiency)
 
     p = sub.add_parser("report", help="comparative report (Markdown + HTML) of an experiment's runs and sweeps")
     p.add_argument("--experiment", required=True, help="MLflow experiment, e.g. default-suite")

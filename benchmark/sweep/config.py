@@ -218,6 +218,10 @@ class SweepConfig(SuiteConfig):
             raise ValueError("must be non-empty, without '/' or surrounding spaces")
         return v
 
+    def pruners_used(self) -> list[tuple[str, PrunerConfig]]:
+        """(config key, pruner) of every pruner this config builds, for ``load_sweep_config``'s checks."""
+        return [("pruner", self.pruner)]
+
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{Path(self.storage_dir) / self.name}.db"
 
@@ -230,13 +234,14 @@ class SweepConfig(SuiteConfig):
         return SuiteConfig(**(shared | {"name": name, "seeds": seeds}))
 
 
-def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
+def load_sweep_config(path: str | Path, overrides: list[str] = (), schema: type[SweepConfig] = SweepConfig) -> SweepConfig:
     """Load, validate and check a sweep: every search-space bound must make a valid run of every study."""
     from benchmark.sweep.studies import plan_studies
 
-    sweep = validate(SweepConfig, apply_overrides(load_yaml(path), list(overrides)))
+    sweep = validate(schema, apply_overrides(load_yaml(path), list(overrides)))
     space = sweep.space()
     for plan in plan_studies(sweep):
         space.check(plan.base)
-        sweep.pruner.check(plan.prune_context())
+        for key, pruner in sweep.pruners_used():
+            pruner.check(plan.prune_context(), key)
     return sweep

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from benchmark import dashboard, record, tracking
 from benchmark.config import ConfigError, RunConfig, flatten
 from benchmark.record import RunKind, Tag
+from benchmark.scales import RATIO, Scale
 from benchmark.search_space import SearchSpace
 from benchmark.sweep.config import PruneContext, SweepConfig
 
@@ -56,6 +57,7 @@ class StudyPlan:
     base: RunConfig  # the run config before sampled values are applied
     main_metric: str
     higher_is_better: bool
+    scale: Scale = RATIO  # the main metric's (``benchmark.scales``)
     baseline: float | None = None  # the task's trivial baseline on the main metric
 
     def prune_context(self) -> PruneContext:
@@ -100,6 +102,7 @@ def plan_studies(sweep: SweepConfig) -> list[StudyPlan]:
                 base,
                 main.name,
                 main.higher_is_better,
+                main.scale,
                 specs[key].baseline.values.get(main.name) if specs[key].baseline else None,
             )
         )

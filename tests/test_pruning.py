@@ -102,3 +102,40 @@ def test_replay_of_an_unpruned_sweep_makes_the_live_pruned_sweeps_decisions(tmp_
         (t.state == TrialState.PRUNED, len(t.intermediate_values)) for t in live_trials
     ]
     assert [d.value for d in decisions if not d.pruned] == pytest.approx([t.value for t in live_trials if t.state == TrialState.COMPLETE])
+
+
+def test_efficiency_summary_counts_kept_bests_flags_a_changed_verdict_and_recommends(tmp_path, mlflow_uri):
+    import pandas as pd
+
+    from benchmark.sweep.efficiency import REFERENCE, load_efficiency_config, recommend, summarize
+    from benchmark.sweep.studies import plan_studies
+
+    path = write_sweep(
+        tmp_path, mlflow_uri, name="eff", models=["gru", "lstm"], sampler_seeds=[0, 1, 2],
+        pruners={"fair": "median", "biased": "hyperband", "lossy": {"name": "median", "n_startup_trials": 1}},
+        train={"batch_size": 32, "max_epochs": 6},
+    )  # fmt: skip
+    cfg = load_efficiency_config(path)
+    plans = plan_studies(cfg.recorded(0))
+    gru = {0: 0.010, 1: 0.012, 2: 0.011}  # gru clearly better than lstm at every seed
+    lstm = {0: 0.050, 1: 0.060, 2: 0.055}
+    rows = []
+    for pruner, epochs, lstm_factor, gru_factor in [
+        (REFERENCE, 48, 1.0, 1.0),
+        ("fair", 20, 1.05, 1.0),  # bests within the 10 % margin: saved 58 % at equal best
+        ("biased", 10, 0.2, 1.0),  # lstm's best 5x better than unpruned: the verdict flips (as a stand-in for any change)
+        ("lossy", 8, 1.0, 1.5),  # gru loses 50 %: saved, but not at equal best
+    ]:
+        for seed in (0, 1, 2):
+            rows.append({"seed": seed, "task": plans[0].label, "model": "gru", "pruner": pruner, "epochs": epochs, "seconds": epochs, "best": gru[seed] * gru_factor})
+            rows.append({"seed": seed, "task": plans[0].label, "model": "lstm", "pruner": pruner, "epochs": epochs, "seconds": epochs, "best": lstm[seed] * lstm_factor})
+    summary = summarize(cfg, pd.DataFrame(rows), plans).set_index("pruner")
+    assert summary.loc[REFERENCE, "verdict"] == "gru better"
+    assert summary.loc["fair", "saved_at_equal_best"] == pytest.approx(1 - 20 / 48)
+    assert summary.loc["fair", "equal_best"] == 6 and not summary.loc["fair", "verdict_changed"]
+    assert summary.loc["fair", "max_regret"] == pytest.approx(0.060 * 0.05)
+    assert summary.loc["biased", "verdict"] != "gru better" and summary.loc["biased", "verdict_changed"]
+    assert summary.loc["lossy", "equal_best"] == 3 and pd.isna(summary.loc["lossy", "saved_at_equal_best"])
+    choice, overall = recommend(summary.reset_index())
+    assert choice == "fair"  # 'biased' and 'lossy' save more, but change a verdict / lose a best
+    assert overall.set_index("pruner").loc["biased", "verdicts_changed"] == 1

@@ -283,6 +283,12 @@ def test_bad_search_space_is_one_clear_error(tmp_path, mlflow_uri, space, messag
         (["pruner={name: none, n_startup_trials: 2}"], "unknown key 'pruner.n_startup_trials'."),
         (["sampler={name: random, n_startup_trials: 3}"], "unknown key 'sampler.n_startup_trials'"),
         (["pruner={name: medain}"], "unknown pruner 'medain'. Did you mean 'median'?"),
+        (["pruner={name: hyperband, min_early_stopping_rate: 1}"], "unknown key 'pruner.min_early_stopping_rate'"),
+        (["pruner={name: plateau, inner: {name: median, min_resource: 1}}"], "unknown key 'pruner.inner.min_resource'"),
+        (["pruner={name: patient, inner: medain}"], "unknown pruner 'medain'. Did you mean 'median'?"),
+        (["pruner={name: plateau, tol: -0.1}"], "invalid value for 'pruner.tol'"),
+        (["pruner={name: patient, inner: threshold}"], "pruner.inner: threshold needs pruner.inner.lower, pruner.inner.upper or both"),
+        (["pruner={name: successive_halving, min_resource: 1}"], "pruner.min_resource=1: the first rung must come before the last epoch"),
     ],
 )
 def test_each_pruner_and_sampler_has_its_own_options(tmp_path, mlflow_uri, capsys, overrides, message):
@@ -294,11 +300,15 @@ def test_each_pruner_and_sampler_has_its_own_options(tmp_path, mlflow_uri, capsy
 
 
 def test_pruner_options_survive_the_trip_to_worker_processes(tmp_path, mlflow_uri):
-    sweep = load_sweep_config(write_sweep(tmp_path, mlflow_uri), ["pruner={name: hyperband, min_resource: 2}", "sampler=random"])
+    six = "train.max_epochs=6"  # room for a rung before the last epoch
+    sweep = load_sweep_config(write_sweep(tmp_path, mlflow_uri), ["pruner={name: hyperband, min_resource: 2}", "sampler=random", six])
     again = type(sweep).model_validate_json(sweep.model_dump_json())  # what a local worker receives
     assert (again.pruner.name, again.pruner.min_resource, again.pruner.reduction_factor) == ("hyperband", 2, 3)
     assert again.sampler.name == "random" and again == sweep
-    assert load_sweep_config(write_sweep(tmp_path, mlflow_uri), ["pruner=hyperband"]).pruner.min_resource == 1
+    assert load_sweep_config(write_sweep(tmp_path, mlflow_uri), ["pruner=hyperband", six]).pruner.min_resource == 1
+    nested = load_sweep_config(write_sweep(tmp_path, mlflow_uri), ["pruner={name: plateau, max_wait: 3, inner: {name: patient, inner: hyperband}}", six])
+    again = type(nested).model_validate_json(nested.model_dump_json())
+    assert again == nested and (again.pruner.inner.name, again.pruner.inner.inner.name) == ("patient", "hyperband")
 
 
 def test_bad_sweep_settings_exit_2(tmp_path, mlflow_uri, capsys):

@@ -20,6 +20,7 @@ from benchmark.record import Tag
 from benchmark.runner import execute_run
 from benchmark.scales import default_scale
 from benchmark.sweep import load_sweep_config, run_sweep
+from benchmark.sweep.efficiency import load_efficiency_config
 from benchmark.task import TASKS, create_task
 from tests.conftest import REPO_ROOT
 
@@ -88,10 +89,17 @@ def test_every_shipped_config_loads_and_trains(config, tmp_path, store):
         small = {**raw, "task": tiny(raw["task"], tmp_path), "train": {**raw.get("train", {}), **short}, "tracking": tracking}
         assert_trained(execute_run(load_run_config(_write(tmp_path, small))), store)
         return
-    if kind == "sweeps":  # as shipped (validates the search space against every study), then one trial per study
+    if kind == "sweeps" and "pruners" in raw:  # a sweep-efficiency config: checked in full on the tasks' smoke data
+        small = {**raw, "tasks": [tiny(t, tmp_path) | {"train": {"max_epochs": 3}} for t in raw["tasks"]],
+                 "train": {**raw.get("train", {}), "max_epochs": 3}, "tracking": tracking}  # fmt: skip
+        cfg = load_efficiency_config(_write(tmp_path, small))  # search space and every pruner against every study
+        assert cfg.recorded(cfg.sampler_seeds[0]).pruner.name == "none"  # the replay itself: tests/test_pruning.py
+        return
+    if kind == "sweeps":  # as shipped (validates the search space and pruner against every study), then one trial per study
         load_sweep_config(path)
         small = {**raw, "tasks": [tiny(t, tmp_path) for t in raw["tasks"]], "train": {**raw.get("train", {}), **short},
-                 "tracking": tracking, "n_trials": 1, "storage_dir": str(tmp_path / "optuna")}  # fmt: skip
+                 "tracking": tracking, "n_trials": 1, "storage_dir": str(tmp_path / "optuna"),
+                 "pruner": "none"}  # one epoch leaves a pruner nothing to do (and rungs no room)  # fmt: skip
         outcomes = run_sweep(load_sweep_config(_write(tmp_path, small)))
         assert len(outcomes) == len(raw["tasks"]) * len(raw["models"])
         assert all(o.reached_target and o.complete == 1 for o in outcomes)

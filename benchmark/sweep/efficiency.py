@@ -14,7 +14,7 @@ task's equivalence margin (``benchmark.decide.margins``), the saving "at equal b
 (only when every study kept it), and the tuned verdict of the first two models (paired over
 sampler seeds, ``benchmark.decide.compare_paired``) with and without pruning; a pruner that
 changes a verdict is flagged. The recommended pruner saves the most epochs without changing any
-verdict (among those keeping every best within the margin, if any does).
+verdict (how many bests it kept is beside it).
 """
 
 from __future__ import annotations
@@ -128,8 +128,7 @@ def recommend(summary: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
         })  # fmt: skip
     table = pd.DataFrame(overall)
     fair = table[(table.pruner != REFERENCE) & (table.verdicts_changed == 0)]
-    pool = fair[fair.all_equal] if fair.all_equal.any() else fair
-    choice = None if pool.empty else str(pool.sort_values("saved", ascending=False).pruner.iloc[0])
+    choice = None if fair.empty else str(fair.sort_values("saved", ascending=False).pruner.iloc[0])
     return choice, table
 
 
@@ -194,8 +193,7 @@ def markdown(cfg: EfficiencyConfig, summary: pd.DataFrame, overall: pd.DataFrame
         lines.append(f"| {r['pruner']} | {r['epochs']:.0f} | {_pct(r['saved'])} | {r['equal_best']} | {r['verdicts_changed']} |")
     lines += [
         "",
-        f"**Recommended pruner: {choice or 'none qualifies'}** (most epochs saved with no verdict changed"
-        f"{' and every best kept' if choice and overall.set_index('pruner').loc[choice, 'all_equal'] else ''}).",
+        f"**Recommended pruner: {choice or 'none qualifies'}** (most epochs saved with no verdict changed).",
         "",
         "Best values: mean over sampler seeds of each study's best validation value. Regret: pruned best minus "
         "unpruned best of the same study, worse direction positive, the largest over studies. Margin: the task's "

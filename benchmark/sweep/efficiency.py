@@ -96,7 +96,7 @@ def summarize(cfg: EfficiencyConfig, rows: pd.DataFrame, plans: list[StudyPlan])
         ref_g = ref.loc[[(s, task, m) for s, m in zip(g.seed, g.model)]]
         t_best, t_ref = plan.scale.transform(g.best.to_numpy()), plan.scale.transform(ref_g.best.to_numpy())
         equal = int(sum(abs(x - y) <= bound + 1e-12 for x, y in zip(t_best, t_ref)))
-        regret = max(sign * (x - y) for x, y in zip(g.best, ref_g.best))
+        regret = max(sign * (x - y) for x, y in zip(g.best, ref_g.best)) + 0.0  # no "-0"
         saved = 1 - g.epochs.sum() / ref_g.epochs.sum()
         by_seed = {m: dict(zip(gm.seed, gm.best)) for m, gm in g.groupby("model")}
         d = compare_paired(by_seed.get(a, {}), by_seed.get(b, {}), plan.scale, margin,

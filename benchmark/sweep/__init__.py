@@ -13,9 +13,11 @@ numbered before it ends at once (FAIL, user attr ``surplus``) without training. 
 are found by the RDB storage's heartbeat; their trials are failed, re-queued with the same
 params (``RetryHeartbeatStaleTrialCallback``) and their MLflow runs marked KILLED.
 
-Modules: ``config`` (SweepConfig, sampler and pruner schemas), ``studies`` (plans, storage,
-parent runs, trial counts), ``worker`` (one trial, the worker loop), ``finalize`` (best trial,
-plots, the outcome table), ``tuned`` (``suite --from-sweep``), ``launch`` (``run_sweep``).
+Modules: ``config`` (SweepConfig, sampler and pruner schemas), ``plateau`` (the plateau-aware
+warm-up pruner), ``studies`` (plans, storage, parent runs, trial counts), ``worker`` (one trial,
+the worker loop), ``finalize`` (best trial, plots, the outcome table), ``tuned``
+(``suite --from-sweep``), ``launch`` (``run_sweep``), ``replay`` (pruners over recorded curves),
+``efficiency`` (``rnnbench sweep-efficiency``).
 """
 
 from benchmark.sweep.config import PRUNERS, SAMPLERS, PrunerConfig, SamplerConfig, SweepConfig, load_sweep_config

@@ -9,18 +9,22 @@ line up in MLflow's charts.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import os
 import platform
+import random
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from benchmark import record
@@ -48,14 +52,56 @@ class RunLogger(MLFlowLogger):
 
 
 def client(tracking_uri: str) -> MlflowClient:
+    _open_store(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+STORE_ATTEMPTS = 5
+
+
+@functools.cache
+def _open_store(tracking_uri: str) -> None:
+    """Open the store once per process (MLflow keeps it). Processes opening a fresh database store at the same
+    moment race on its tables and migrations: on SQLite they take turns (a lock on its folder), elsewhere the
+    losers retry and then find the tables made."""
+    path = sqlite_path(tracking_uri)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+        finally:
+            os.close(folder)  # releases the lock
+        return
+    for attempt in range(STORE_ATTEMPTS):
+        try:
+            MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+            return
+        except Exception:
+            if attempt + 1 == STORE_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0.5, 2.0))
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` URI (None for other URIs and in-memory databases)."""
+    if not uri.startswith("sqlite:///") or uri in ("sqlite:///", "sqlite:///:memory:"):
+        return None
+    return Path(uri[len("sqlite:///"):]).resolve()
+
+
 def experiment_id(mlflow: MlflowClient, name: str, create: bool = True) -> str | None:
+    """The experiment's id, created if ``create``; machines creating it at the same moment all get the one made."""
     exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
+    if exp is not None or not create:
+        return exp.experiment_id if exp else None
+    try:
+        return mlflow.create_experiment(name)
+    except MlflowException:
+        if (exp := mlflow.get_experiment_by_name(name)) is None:
+            raise
         return exp.experiment_id
-    return mlflow.create_experiment(name) if create else None
 
 
 def search_all(mlflow: MlflowClient, exp_id: str, filter_string: str = ""):

@@ -83,3 +83,37 @@ def diverging_task():
     """``adding_nan`` registered for the test only."""
     with TASKS.temporarily({DivergingAdding.name: DivergingAdding}):
         yield DivergingAdding.name
+
+
+class PostgresDatabases:
+    """Fresh PostgreSQL databases for one test, dropped after it: ``create(name)``, or ``adopt(name)`` one made otherwise."""
+
+    def __init__(self, conn):
+        self.conn, self.names = conn, []
+
+    def create(self, name: str) -> str:
+        self.conn.cursor().execute(f"CREATE DATABASE {name}")
+        return self.adopt(name)
+
+    def adopt(self, name: str) -> str:
+        self.names.append(name)
+        return name
+
+    def drop_all(self) -> None:
+        for name in self.names:
+            self.conn.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres():
+    """``PostgresDatabases`` on 127.0.0.1:5432 (user postgres, trust); skipped where none is reachable."""
+    psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2-binary is not installed")
+    try:
+        conn = psycopg2.connect("dbname=postgres user=postgres host=127.0.0.1 port=5432 connect_timeout=3")
+    except psycopg2.OperationalError as e:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {e}")
+    conn.autocommit = True
+    dbs = PostgresDatabases(conn)
+    yield dbs
+    dbs.drop_all()
+    conn.close()

@@ -7,7 +7,10 @@ Samplers and pruners are registries of option schemas (``Choice``): each has its
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -31,6 +34,52 @@ class SamplerConfig(Choice):
 
     def build(self, seed: int) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
+
+    def per_trial(self, seed: int) -> optuna.samplers.BaseSampler:
+        """This sampler, seeded afresh for every trial from (``seed``, trial number): see ``PerTrialSeed``."""
+        return PerTrialSeed(self.build, seed)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial ``number``: the same on every machine and Python."""
+    return int(hashlib.sha1(json.dumps([seed, number]).encode()).hexdigest()[:8], 16)
+
+
+class PerTrialSeed(optuna.samplers.BaseSampler):
+    """A sampler whose random numbers depend on the trial number, not on the worker drawing it.
+
+    Trial numbers are handed out by the storage, once each: workers on any number of machines,
+    started together, draw distinct params from the first trial on, and a study is reproducible
+    trial by trial however many workers ran it. TPE and random keep no state but their RNG (the
+    history is read from the storage), so a fresh sampler per trial loses nothing.
+    """
+
+    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler], seed: int):
+        self._build, self._seed, self._by_trial = build, seed, {}
+
+    def _of(self, trial) -> optuna.samplers.BaseSampler:
+        if trial.number not in self._by_trial:
+            self._by_trial[trial.number] = self._build(trial_seed(self._seed, trial.number))
+        return self._by_trial[trial.number]
+
+    def infer_relative_search_space(self, study, trial):
+        return self._of(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._of(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._of(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._of(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._of(trial).after_trial(study, trial, state, values)
+        del self._by_trial[trial.number]
+
+    def reseed_rng(self) -> None:  # the seed is the trial's; nothing to reseed
+        pass
 
 
 @SAMPLERS.register("tpe")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -129,18 +131,41 @@ def open_storage(sweep: SweepConfig, stale_callback=None) -> optuna.storages.RDB
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # concurrent local workers wait for the lock
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and exactly what we need
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=sweep.heartbeat_interval,
-                grace_period=sweep.grace_period,
-                heartbeat_stale_trial_callback=stale_callback,
-            )
-    except (SQLAlchemyError, ImportError, ValueError) as e:
-        raise ConfigError(f"cannot open storage '{safe_url(url)}': {str(e).splitlines()[0]}") from None
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and exactly what we need
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=sweep.heartbeat_interval,
+                    grace_period=sweep.grace_period,
+                    heartbeat_stale_trial_callback=stale_callback,
+                )
+        except SQLAlchemyError as e:
+            if attempt + 1 < CREATE_ATTEMPTS and creation_race(e):
+                time.sleep(random.uniform(0.2, 1.0))  # the other machine finishes creating; then it is opened
+                continue
+            raise ConfigError(f"cannot open storage '{safe_url(url)}': {str(e).splitlines()[0]}") from None
+        except (ImportError, ValueError) as e:
+            raise ConfigError(f"cannot open storage '{safe_url(url)}': {str(e).splitlines()[0]}") from None
+
+
+CREATE_ATTEMPTS = 5
+
+
+def creation_race(error: Exception) -> bool:
+    """Did a database error come from another process creating the same tables or rows at the same moment?
+
+    Machines started together on a fresh database each create Optuna's (or MLflow's) tables: all but
+    one get a duplicate-table or unique-violation error (PostgreSQL), or "already exists" (SQLite).
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    text = str(error).lower()
+    return isinstance(error, (IntegrityError, ProgrammingError)) or (
+        isinstance(error, OperationalError) and ("already exists" in text or "locked" in text)
+    )
 
 
 def safe_url(url: str) -> str:

@@ -26,7 +26,7 @@ from benchmark import dashboard, record, tracking
 from benchmark.record import RunKind, Tag
 from benchmark.search_space import apply_params
 from benchmark.sweep.config import SweepConfig
-from benchmark.sweep.studies import StudyAttr, StudyPlan, TrialAttr, count_trials, open_storage, plan_studies, stable_hash
+from benchmark.sweep.studies import StudyAttr, StudyPlan, TrialAttr, count_trials, open_storage, plan_studies
 
 
 class TrialFailed(RuntimeError):
@@ -67,13 +67,6 @@ class StaleTrialHandler:
         kill_trial_runs(mlflow, exp_id, study.study_name, trial, reason)
         self.retry(study, trial)
         self.console.print(f"{self.prefix}[yellow]{escape(study.study_name)} trial {trial.number}: {reason}; queued again[/]")
-
-
-def _sampler_seed(sweep: SweepConfig, worker: int, existing: int) -> int:
-    """A fresh study swept by one worker is reproducible; other workers and resumed ones draw other numbers."""
-    if worker == 0 and existing == 0:
-        return sweep.sampler_seed
-    return int(stable_hash([sweep.sampler_seed, worker, existing, platform.node(), os.getpid()]), 16) % 2**31
 
 
 @dataclass
@@ -181,8 +174,7 @@ def _work(sweep: SweepConfig, worker: int, console: Console) -> None:
     pending = []
     for plan in plan_studies(sweep):
         study = optuna.load_study(study_name=plan.name, storage=storage)
-        existing = len(study.get_trials(deepcopy=False))
-        study.sampler = sweep.sampler.build(_sampler_seed(sweep, worker, existing))
+        study.sampler = sweep.sampler.per_trial(sweep.sampler_seed)
         study.pruner = sweep.pruner.build(plan.prune_context())
         pending.append((plan, study, study.user_attrs[StudyAttr.PARENT_RUN_ID]))
     poll = min(5.0, sweep.heartbeat_interval)

@@ -63,7 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = items.pop(0) if items and "=" not in items[0] else None
     cfg = load_run_config(config, items)
     create_task(cfg.task.name, **cfg.task.options), implementation(cfg.model)  # fail fast on bad names/options
-    from benchmark.runner import execute_run, make_console, print_result, progress_bar
+    from benchmark.runner import check_trainer, execute_run, make_console, print_result, progress_bar
+
+    check_trainer(cfg.train)
 
     console = make_console()
     with progress_bar(console) as progress:
@@ -94,7 +96,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
     for model in {run.model.model_dump_json(): run.model for run in runs or suite.runs()}.values():
         implementation(model)
     from benchmark import until_decided
-    from benchmark.runner import make_console
+    from benchmark.runner import check_trainer, make_console
+
+    for train in {run.train.model_dump_json(): run.train for run in runs or suite.runs()}.values():
+        check_trainer(train)
 
     until_decided.check_suite(suite)
     console = make_console()
@@ -106,12 +111,12 @@ def cmd_suite(args: argparse.Namespace) -> int:
     console.print(f"summary written to {', '.join(map(str, written))}")
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed; they are recorded in MLflow and will run again on resume.[/]")
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from benchmark.models import implementation
-    from benchmark.runner import make_console
+    from benchmark.runner import check_trainer, make_console
     from benchmark.sweep import load_sweep_config, outcome_table, run_sweep
 
     if args.workers < 1:
@@ -119,6 +124,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = load_sweep_config(args.config, args.overrides)
     for model in {run.model.model_dump_json(): run.model for run in sweep.as_suite(sweep.name, [sweep.seed]).runs()}.values():
         implementation(model)  # before any study starts
+    check_trainer(sweep.train)
     if args.storage:
         sweep = sweep.model_copy(update={"storage": args.storage})
     console = make_console()
@@ -130,7 +136,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     short = [o for o in outcomes if not o.reached_target]
     if short:
         console.print(f"[red]{len(short)} stud(ies) gave up short of {sweep.n_trials} finished trials (too many failures).[/]")
-    return 1 if short else 0
+    if failed := sum(o.failed for o in outcomes):
+        console.print(f"[red]{failed} trial(s) failed (reasons in MLflow and the trials' user attrs).[/]")
+    return 1 if short or failed else 0
 
 
 def cmd_sweep_efficiency(args: argparse.Namespace) -> int:

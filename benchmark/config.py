@@ -12,10 +12,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from benchmark.registry import Registry
@@ -100,9 +100,30 @@ class TrainConfig(Section):
     )
 
 
+Seed = Annotated[int, Field(ge=0, lt=2**32, description="numpy and torch take seeds in [0, 2**32)")]
+
+# MLflow's tracking stores, by URI scheme (a SQLAlchemy URL may name its driver: postgresql+psycopg2)
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file", "http", "https", "databricks")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def _tracking_uri(uri: str) -> str:
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else "file"  # a plain path is a file store
+    if scheme not in TRACKING_SCHEMES:
+        raise ValueError(f"'{uri}' has no MLflow tracking store; valid schemes: {', '.join(TRACKING_SCHEMES)}")
+    return uri
+
+
+def _file_name(name: str) -> str:
+    """Names that become file and folder names (results/<suite>/, optuna/<sweep>.db) stay in their folder."""
+    if not SAFE_NAME.fullmatch(name):
+        raise ValueError(f"'{name}' must be a file name: letters, digits and . _ + - (not starting with . _ + -)")
+    return name
+
+
 class TrackingConfig(Section):
-    tracking_uri: str = "sqlite:///mlflow.db"
-    experiment: str = "rnnbench"
+    tracking_uri: Annotated[str, AfterValidator(_tracking_uri)] = "sqlite:///mlflow.db"
+    experiment: str = Field("rnnbench", min_length=1, pattern=r"\S", description="MLflow experiment name")
     log_checkpoint: bool = Field(True, description="log the best-validation weights as the run's checkpoint/model.pt artifact")
 
 
@@ -148,7 +169,7 @@ class RunConfig(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
-    seed: int = 0
+    seed: Seed = 0
     references: References = Field([], max_length=MAX_REFERENCES, description="published numbers for this task setting")
 
     NOT_IN_RESULT: ClassVar[set[str]] = {"tracking", "references"}  # change no number a run measures
@@ -177,10 +198,10 @@ class ReportConfig(Section):
 class SuiteConfig(Section):
     """tasks x models x seeds, sharing one model/train/tracking section."""
 
-    name: str
+    name: Annotated[str, AfterValidator(_file_name)]
     tasks: list[SuiteTask] = Field(min_length=1)
     models: list[str] = Field(min_length=1)
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: list[Seed] = Field([0], min_length=1)
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()

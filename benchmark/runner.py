@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from mlflow.entities import RunTag
 from rich.console import Console
 from rich.markup import escape
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from benchmark import dashboard, devices, record, tracking
 from benchmark.checkpoint import log_checkpoint
-from benchmark.config import RunConfig, flatten
+from benchmark.config import ConfigError, RunConfig, TrainConfig, flatten
 from benchmark.lightning_module import RecurrentTaskModule
 from benchmark.models import Architecture, RecurrentNetwork, count_parameters, parameter_count, resolve_architecture
 from benchmark.record import RunMetric, Tag
@@ -258,6 +259,25 @@ def build_trainer(cfg: RunConfig, logger, callbacks: list[Callback], root_dir: s
         num_sanity_val_steps=0,
         default_root_dir=root_dir,
     )
+
+
+GPU_ACCELERATORS = ("gpu", "cuda", "mps")
+
+
+def check_trainer(train: TrainConfig) -> None:
+    """Lightning's device settings (accelerator, devices, strategy, precision), checked as its Trainer checks them,
+    before any run is created: one ``ConfigError`` naming the settings, with Lightning's reason and choices."""
+    settings = " ".join(f"train.{k}={getattr(train, k)}" for k in ("accelerator", "devices", "strategy", "precision"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            L.Trainer(accelerator=train.accelerator, devices=train.devices, strategy=train.strategy, precision=train.precision,
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if str(train.accelerator).lower() in GPU_ACCELERATORS and not (torch.cuda.is_available() or torch.backends.mps.is_available()):
+            reason = f"no GPU found ({reason}); use train.accelerator=cpu or auto on this machine"
+        raise ConfigError(f"{settings}: {reason}") from None
 
 
 def execute_run(

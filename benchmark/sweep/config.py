@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import optuna
-from pydantic import Field, SerializeAsAny, field_validator
+from pydantic import Field, SerializeAsAny
 
-from benchmark.config import Choice, ConfigError, SuiteConfig, apply_overrides, load_yaml, validate
+from benchmark.config import Choice, ConfigError, Seed, SuiteConfig, apply_overrides, load_yaml, validate
 from benchmark.registry import Registry
 from benchmark.search_space import SearchSpace
 
@@ -246,8 +246,8 @@ class SweepConfig(SuiteConfig):
     each study's best config; ``seed`` is the training seed of every trial.
     """
 
-    seeds: list[int] = Field([1, 2, 3], min_length=1, description="suite --from-sweep: seeds for the best configs")
-    seed: int = Field(0, description="training seed of every trial")
+    seeds: list[Seed] = Field([1, 2, 3], min_length=1, description="suite --from-sweep: seeds for the best configs")
+    seed: Seed = Field(0, description="training seed of every trial")
     n_trials: int = Field(20, gt=0, description="finished (complete or pruned) trials per study")
     max_failures: int | None = Field(None, gt=0, description="give a study up after this many failed trials")
     sampler: SerializeAsAny[SamplerConfig] = Field(default_factory=lambda: SamplerConfig.model_validate({}))
@@ -259,13 +259,6 @@ class SweepConfig(SuiteConfig):
     grace_period: int | None = Field(None, gt=0, description="silence after which a trial is stale (2 x interval)")
     max_retry: int = Field(2, ge=0, description="re-runs of a trial whose worker died")
     search_space: dict[str, Any]
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, v: str) -> str:
-        if not v or "/" in v or v.strip() != v:
-            raise ValueError("must be non-empty, without '/' or surrounding spaces")
-        return v
 
     def pruners_used(self) -> list[tuple[str, PrunerConfig]]:
         """(config key, pruner) of every pruner this config builds, for ``load_sweep_config``'s checks."""

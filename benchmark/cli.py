@@ -95,7 +95,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         create_task(t.name, **t.options)
     for model in {run.model.model_dump_json(): run.model for run in runs or suite.runs()}.values():
         implementation(model)
-    from benchmark import until_decided
+    from benchmark import record, until_decided
     from benchmark.runner import check_trainer, make_console
 
     for train in {run.train.model_dump_json(): run.train for run in runs or suite.runs()}.values():
@@ -107,7 +107,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     console.print(outcome.summary.rich_table())
     written = outcome.summary.write(Path(suite.results_dir) / suite.name, f"Suite '{suite.name}'")
     outcome.attach(written)
-    failed = [r for r in outcome.executed if r.status != "FINISHED"]
+    failed = [r for r in outcome.executed if r.status in (record.FAILED, record.KILLED)]  # RUNNING: live elsewhere
     console.print(f"summary written to {', '.join(map(str, written))}")
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed; they are recorded in MLflow and will run again on resume.[/]")

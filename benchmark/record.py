@@ -111,6 +111,8 @@ class Tag:
     HOST = "host"
     # how it ended, and who ran it
     FAILURE_REASON = "failure_reason"
+    OWNER = "owner"  # host:pid of the process training the run (its lease, with HEARTBEAT)
+    HEARTBEAT = "heartbeat"  # unix time the owner last renewed its lease; see LEASE_S
     SUITE = "suite"  # the suite's name, on its parent run and on each of its runs
     SUITE_JOBS = "suite_jobs"
     SUITE_HASH = "suite_hash"  # on a suite's parent run: its planned runs; a resumed suite finds its parent by it
@@ -202,6 +204,11 @@ TASK_PREFIX = "task."  # the task's config options (task.seq_len, ...)
 FACT_PREFIX = "fact."  # the task's facts, TaskSpec.extra (fact.seq_len, ...)
 BEST_PREFIX = "best."  # a study's best params (best.train.lr, ...) on its parent run
 SEARCH_SPACE = "search_space"
+
+# A RUNNING run is live while its owner renews the lease: it is reaped (KILLED) only when its owner is gone,
+# i.e. the owner's process has ended (same host) or its heartbeat is older than LEASE_S (any host).
+HEARTBEAT_S = 30
+LEASE_S = 180
 
 COMMAND_ENV = "RNNBENCH_COMMAND"  # the CLI's command line, for Tag.SOURCE_NAME (worker processes inherit it)
 

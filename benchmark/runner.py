@@ -44,7 +44,7 @@ LOG_WIDTH = 200  # columns of output written to a file or pipe: tables stay one 
 @dataclass
 class RunResult:
     run_id: str
-    status: str  # FINISHED, FAILED or KILLED (MLflow's run statuses)
+    status: str  # FINISHED, FAILED or KILLED (MLflow's run statuses); RUNNING: left to the live process training it
     label: str
     model: str
     seed: int
@@ -146,7 +146,8 @@ def print_result(console: Console, r: RunResult) -> None:
     """One line per finished run: its test metrics and costs, or why it failed."""
     name = escape(f"{r.label} {r.model} seed={r.seed}")  # labels hold [...], which rich reads as markup
     if r.status != record.FINISHED:
-        console.print(f"[red]x {name}: {r.status} - {escape(r.failure or '')}[/]")
+        colour = "yellow" if r.status == record.RUNNING else "red"
+        console.print(f"[{colour}]x {name}: {r.status} - {escape(r.failure or '')}[/]")
         return
     prefix = record.on_test("")
     tests = " ".join(f"{k}={v:.4g}" for k, v in r.metrics.items() if k.startswith(prefix))
@@ -307,15 +308,18 @@ def execute_run(
     mlflow = tracking.client(cfg.tracking.tracking_uri)
     exp_id = tracking.experiment_id(mlflow, cfg.tracking.experiment)
     if kind == record.RunKind.RUN:  # trials are reaped by the sweep's heartbeat instead
-        tracking.mark_abandoned(mlflow, exp_id, cfg.run_key())
+        if live := tracking.mark_abandoned(mlflow, exp_id, cfg.run_key()):  # another process trains it: leave it
+            return RunResult("", record.RUNNING, run.task.label, cfg.model.name, cfg.seed, run.params,
+                             failure=f"running in {live[0]}; left to it")  # fmt: skip
     name = run_name or dashboard.run_name(cfg.model.name, cfg.seed, dashboard.short_labels([run.task])[0])
     data = run.task.dataset_info()
-    tags = run.tags() | tracking.source_tags() | {record.Tag.NOTE: run.note(data)} | (extra_tags or {})
+    tags = run.tags() | tracking.source_tags() | tracking.Lease.tags() | {record.Tag.NOTE: run.note(data)} | (extra_tags or {})
     run_id = record.create_run(mlflow, exp_id, kind, name, tags, parent_run_id)
     result = RunResult(run_id, record.RUNNING, run.task.label, cfg.model.name, cfg.seed, run.params)
     try:
         _describe(mlflow, run_id, cfg, data)
-        result.metrics = _train_and_test(run, run_id, started, meter or ThroughputMeter(), [*callbacks], progress, progress_task)
+        with tracking.Lease(mlflow, run_id):
+            result.metrics = _train_and_test(run, run_id, started, meter or ThroughputMeter(), [*callbacks], progress, progress_task)
         record.end_run(mlflow, run_id, record.FINISHED)
         result.status = record.FINISHED
     except passthrough as e:

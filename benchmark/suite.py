@@ -2,9 +2,10 @@
 
     rnnbench suite configs/suites/default.yaml
 
-A rerun skips every run whose FINISHED record (same run key) is already in MLflow; runs left
-RUNNING by a killed process are marked KILLED and run again; a failed run is recorded and the
-suite goes on. ``jobs: N`` trains N runs at once in separate processes (one core each, say).
+A rerun skips every run whose FINISHED record (same run key) is already in MLflow; a run left
+RUNNING is marked KILLED and run again only when its owner is gone (``tracking.owner_gone``: its
+process ended, or its lease ran out), else it is left to the process training it; a failed run
+is recorded and the suite goes on. ``jobs: N`` trains N runs at once in separate processes (one core each, say).
 
 In MLflow a suite is a parent run (``kind=suite``, named ``suite <name>``) with its runs nested
 under it; a resumed suite reopens the same parent (same name and planned runs).

@@ -131,11 +131,67 @@ def reap(mlflow: MlflowClient, run_ids, reason: str, tags: dict[str, str] | None
     return reaped
 
 
-def mark_abandoned(mlflow: MlflowClient, exp_id: str, run_key: str) -> int:
-    """Ordinary runs of ``run_key`` left RUNNING by a killed process are marked KILLED; returns how many."""
+def mark_abandoned(mlflow: MlflowClient, exp_id: str, run_key: str) -> list[str]:
+    """Ordinary runs of ``run_key`` left RUNNING by a process that is gone are marked KILLED; returns the owners
+    (host:pid) of those still live, which the caller leaves to finish."""
     query = f"tags.{record.Tag.RUN_KEY} = '{run_key}' and attributes.status = '{record.RUNNING}'"
-    stale = [r.info.run_id for r in search_all(mlflow, exp_id, query) if record.kind_of(r.data.tags) == record.RunKind.RUN]
-    return reap(mlflow, stale, "process ended before the run finished")
+    running = [r for r in search_all(mlflow, exp_id, query) if record.kind_of(r.data.tags) == record.RunKind.RUN]
+    reap(mlflow, [r.info.run_id for r in running if owner_gone(r.data.tags)], "process ended before the run finished")
+    return [r.data.tags[record.Tag.OWNER] for r in running if not owner_gone(r.data.tags)]
+
+
+def owner() -> str:
+    """This process, as a run's ``owner`` tag names it."""
+    return f"{platform.node()}:{os.getpid()}"
+
+
+def owner_gone(tags: dict[str, str], now: float | None = None) -> bool:
+    """Has a RUNNING run's owner gone? Its process has ended (this host), or its lease has run out (any host).
+    Runs from before leases existed have no owner: gone."""
+    host, _, pid = tags.get(record.Tag.OWNER, "").rpartition(":")
+    try:
+        beat = float(tags[record.Tag.HEARTBEAT])
+    except (KeyError, ValueError):
+        return True
+    if (now or time.time()) - beat > record.LEASE_S:
+        return True
+    if host == platform.node() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, someone else's
+            pass
+    return False
+
+
+class Lease:
+    """While a run trains, its owner tags and a heartbeat renewed every ``record.HEARTBEAT_S`` (a daemon thread)."""
+
+    def __init__(self, mlflow: MlflowClient, run_id: str):
+        import threading
+
+        self.mlflow, self.run_id, self._stop = mlflow, run_id, threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{run_id[:8]}")
+
+    @staticmethod
+    def tags() -> dict[str, str]:
+        return {record.Tag.OWNER: owner(), record.Tag.HEARTBEAT: f"{time.time():.0f}"}
+
+    def _beat(self) -> None:
+        while not self._stop.wait(record.HEARTBEAT_S):
+            try:
+                self.mlflow.set_tag(self.run_id, record.Tag.HEARTBEAT, f"{time.time():.0f}")
+            except Exception:  # a store hiccup: the next beat tries again; the lease is generous
+                pass
+
+    def __enter__(self) -> "Lease":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _git(*args: str) -> str:

@@ -3,13 +3,23 @@
 Workers are spawned (no forked torch, CUDA or SQLAlchemy state) and each takes the next item as
 it finishes the last, so at most ``jobs`` items run at once. Results come back as they finish.
 A worker that dies outright (killed, out of memory) costs only its own item, which is reported
-with the exit code, and is replaced. If the caller is interrupted (Ctrl+C, a kill), every worker
-is terminated: Lightning turns SIGTERM into an exception, so a run in progress is marked KILLED.
+with the exit code, and is replaced. If the caller is interrupted (Ctrl+C, a kill), it hands out
+nothing more and terminates every worker at once: SIGTERM becomes an exception in the worker
+(Lightning's handler during training, ours otherwise), so a run in progress is marked KILLED;
+a worker still alive after ``STOP_GRACE_S`` is killed. Workers ignore Ctrl+C themselves (the
+terminal sends it to all of them; only the caller decides), and die with the caller even when it
+is killed outright (``PR_SET_PDEATHSIG`` on Linux, else a watchdog thread): no orphans.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,8 +41,36 @@ class Outcome:
         return self.error is None
 
 
-def _serve(fn: Callable, conn: Connection) -> None:
+STOP_GRACE_S = 10.0  # how long an interrupted worker gets to mark its run KILLED before it is killed
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds the run in progress, which records itself KILLED
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when ``parent`` ends, however it ends (kill -9 included)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _serve(fn: Callable, conn: Connection, parent: int) -> None:
     """Worker loop: receive (index, item), send back (index, ok, result or traceback); None ends it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminated)
+    _die_with_parent(parent)
     while (task := conn.recv()) is not None:
         index, item = task
         try:
@@ -67,7 +105,7 @@ def run_in_processes(fn: Callable[[Any], Any], items: list, jobs: int) -> Iterat
 
     def start() -> None:
         parent, child = ctx.Pipe()
-        w = _Worker(ctx.Process(target=_serve, args=(fn, child)), parent)
+        w = _Worker(ctx.Process(target=_serve, args=(fn, child, os.getpid())), parent)
         w.process.start()
         child.close()  # the worker holds it now: its death reads as EOF here
         workers.append(w)
@@ -105,9 +143,14 @@ def run_in_processes(fn: Callable[[Any], Any], items: list, jobs: int) -> Iterat
                 w.conn.send(None)
             w.process.join()
     except BaseException:  # Ctrl+C, a kill of this process, or the caller left the loop: stop the workers too
+        todo.clear()
         for w in workers:
             if w.process.is_alive():
                 w.process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
         for w in workers:
-            w.process.join()
+            w.process.join(max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
         raise

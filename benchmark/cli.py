@@ -16,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from benchmark.config import ConfigError
+from benchmark.config import HELD, ConfigError
 from benchmark.registry import UnknownNameError
 
 USER_ERRORS = (ConfigError, UnknownNameError)
@@ -387,9 +387,12 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ[COMMAND_ENV] = shlex.join(["rnnbench", *argv])  # MLflow's source of every run this command makes
     try:
-        return args.func(args)
+        with HELD:
+            if args.func not in (cmd_run, cmd_suite, cmd_sweep):
+                HELD.release()
+            return args.func(args)
     except USER_ERRORS as e:
-        print(f"rnnbench: error: {e}", file=sys.stderr)
+        print(f"rnnbench: error: {e}{HELD.folded()}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, SystemExit) as e:
         if isinstance(e, SystemExit) and e.code in (None, 0):

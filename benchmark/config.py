@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
@@ -23,6 +24,43 @@ from benchmark.registry import Registry
 
 class ConfigError(ValueError):
     """A user's config mistake; its message is one complete line."""
+
+
+class HeldWarnings:
+    """Warnings raised while a command checks its input are held back: folded into the error line when the
+    input is bad (one line, not warnings and then an error), shown as usual once the input is accepted,
+    i.e. when the first MLflow run or Optuna storage is made (``HELD.release()`` there)."""
+
+    def __init__(self):
+        self.held, self._show = [], None
+
+    def __enter__(self) -> "HeldWarnings":
+        self.held, self._show, warnings.showwarning = [], warnings.showwarning, self._hold
+        return self
+
+    def _hold(self, message, category, filename, lineno, file=None, line=None) -> None:
+        self.held.append((message, category, filename, lineno, file, line))
+
+    def release(self) -> None:
+        """The input is accepted: show what was held, and let later warnings through."""
+        if self._show is not None:
+            show, warnings.showwarning, self._show = self._show, self._show, None
+            for held in self.held:
+                show(*held)
+            self.held = []
+
+    def folded(self) -> str:
+        notes = [str(w[0]).splitlines()[0][:300] for w in self.held]
+        return f" (after {len(notes)} warning(s): {'; '.join(notes)})" if notes else ""
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.release()
+        elif self._show is not None:
+            warnings.showwarning, self._show = self._show, None
+
+
+HELD = HeldWarnings()  # the CLI holds warnings; the first MLflow run or Optuna storage made releases them
 
 
 class Section(BaseModel):

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from benchmark import dashboard, devices, record, tracking
 from benchmark.checkpoint import log_checkpoint
-from benchmark.config import ConfigError, RunConfig, TrainConfig, flatten
+from benchmark.config import HELD, ConfigError, RunConfig, TrainConfig, flatten
 from benchmark.lightning_module import RecurrentTaskModule
 from benchmark.models import Architecture, RecurrentNetwork, count_parameters, parameter_count, resolve_architecture
 from benchmark.record import RunMetric, Tag
@@ -314,6 +314,7 @@ def execute_run(
     name = run_name or dashboard.run_name(cfg.model.name, cfg.seed, dashboard.short_labels([run.task])[0])
     data = run.task.dataset_info()
     tags = run.tags() | tracking.source_tags() | tracking.Lease.tags() | {record.Tag.NOTE: run.note(data)} | (extra_tags or {})
+    HELD.release()
     run_id = record.create_run(mlflow, exp_id, kind, name, tags, parent_run_id)
     result = RunResult(run_id, record.RUNNING, run.task.label, cfg.model.name, cfg.seed, run.params)
     try:

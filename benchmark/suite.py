@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmark import dashboard, record, tracking
-from benchmark.config import RunConfig, SuiteConfig
+from benchmark.config import HELD, RunConfig, SuiteConfig
 from benchmark.launcher import run_in_processes
 from benchmark.record import RunKind, Tag
 from benchmark.runner import RunResult, execute_run, make_console, print_result, progress_bar
@@ -64,6 +64,7 @@ def run_suite(suite: SuiteConfig, console: Console | None = None, runs: list[Run
         f"suite [bold]{suite.name}[/]: {len(runs)} runs{shape}, {skipped} already finished in MLflow, {len(pending)} to run. "
         f"Tracking: {suite.tracking.tracking_uri} (experiment '{suite.tracking.experiment}')"
     )
+    HELD.release()
     parent = _open_parent(mlflow, exp_id, suite, runs)
     context = {"extra_tags": {Tag.SUITE: suite.name, Tag.SUITE_JOBS: str(suite.jobs)}, "parent_run_id": parent}
     names = _run_names(suite, runs)

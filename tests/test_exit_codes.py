@@ -54,8 +54,26 @@ BAD = [  # (command, arguments after the config for suite/sweep, words the error
 ]
 
 
+def corrupt_speech(tmp_path) -> str:
+    """A speech folder (two labels) of files that are not audio."""
+    for label in ("yes", "no"):
+        (tmp_path / "speech" / label).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "speech" / label / f"{i}.wav").write_text("not audio")
+    return "speech"
+
+
+BAD += [  # warnings that lead to the error are folded into its line
+    ("run", ["task=speech", "task.path={speech}"], "none of the 6 audio files could be decoded"),
+    ("run", ["task=speech", "task.path={speech}"], "(after 2 warning(s): no utterance names its speaker"),
+]
+
+
 @pytest.mark.parametrize("command, args, words", BAD)
 def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, caplog, command, args, words):
+    if any("{speech}" in a for a in args):
+        speech = corrupt_speech(tmp_path)
+        args = [a.format(speech=speech) for a in args]
     argv = [command, *([write(tmp_path, command)] if command != "run" else []), *args]
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
         warnings.simplefilter("always")
@@ -64,7 +82,7 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, capl
     assert err.startswith("rnnbench: error: ") and err.count("\n") == 1 and words in err, err
     assert "Traceback" not in out + err
     assert not caught and not caplog.records, "warnings belong in the error line"
-    made = {p.name for p in tmp_path.iterdir()} - {f"{command}.yaml"}
+    made = {p.name for p in tmp_path.iterdir()} - {f"{command}.yaml", "speech"}
     assert not made, f"created before the error: {made}"  # no MLflow store, no Optuna storage, no results
 
 

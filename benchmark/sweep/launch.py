@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from benchmark import tracking
+from benchmark.config import HELD
 from benchmark.launcher import run_in_processes
 from benchmark.sweep.config import SweepConfig
 from benchmark.sweep.finalize import StudyOutcome, finalize
@@ -21,6 +22,7 @@ def run_sweep(sweep: SweepConfig, workers: int = 1, console: Console | None = No
     console = console or Console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     plans = plan_studies(sweep)
+    HELD.release()
     storage = open_storage(sweep)
     mlflow = tracking.client(sweep.tracking.tracking_uri)
     exp_id = tracking.experiment_id(mlflow, sweep.tracking.experiment)

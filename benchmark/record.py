@@ -5,6 +5,7 @@ spells them. What an ordinary run (``kind=run``) records:
 
 - tags: the ``Tag`` names under "every run" below (``length_fact`` names the fact that is the
   task's sequence length, empty when it has none); ``failure_reason`` when it did not finish;
+  its lease while it trains: ``owner`` (host:pid) and ``heartbeat`` (see ``LEASE_S``);
   ``references`` when its config names published numbers for its task setting (JSON, see
   ``references_tag``: shown beside ours, never part of our statistics);
 - params: the whole run config flattened (``task.seq_len``, ``train.lr``, ...), the resolved

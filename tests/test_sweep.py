@@ -231,19 +231,8 @@ def test_two_workers_on_sqlite_lose_and_duplicate_nothing(tmp_path, mlflow_uri):
 
 
 @pytest.fixture
-def postgres_url():
-    psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2-binary is not installed")
-    admin = "dbname=postgres user=postgres host=127.0.0.1 port=5432 connect_timeout=3"
-    try:
-        conn = psycopg2.connect(admin)
-    except psycopg2.OperationalError as e:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {e}")
-    conn.autocommit = True
-    name = f"rnnbench_sweep_{uuid.uuid4().hex[:12]}"
-    conn.cursor().execute(f"CREATE DATABASE {name}")
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    conn.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    conn.close()
+def postgres_url(postgres):
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{postgres.create(f'rnnbench_sweep_{uuid.uuid4().hex[:12]}')}"
 
 
 def test_two_workers_on_postgresql_lose_and_duplicate_nothing(tmp_path, mlflow_uri, postgres_url):

@@ -20,6 +20,7 @@ TINY = [  # appended to the README's commands: the same sweep, small enough for 
     "n_trials=3",
     "tasks=[{name: adding, seq_len: 8, train_size: 64, val_size: 32, test_size: 32}]",
     "train.max_epochs=1",
+    "pruner=none",  # one epoch: nothing to prune
     "seeds=[1]",
 ]
 

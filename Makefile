@@ -23,9 +23,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[dev]'
 	touch $(STAMP)
 
+# the report is built even when some runs failed (suite exit 1: it lists them); bad input (2) or an interrupt (130) stops here
 bench: $(STAMP)
-	$(VENV)/bin/rnnbench suite $(SUITE)
-	$(VENV)/bin/rnnbench report --experiment $(EXPERIMENT)
+	$(VENV)/bin/rnnbench suite $(SUITE); status=$$?; \
+	if [ $$status -le 1 ]; then $(VENV)/bin/rnnbench report --experiment $(EXPERIMENT) || exit $$?; fi; \
+	exit $$status
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n auto

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -195,8 +196,12 @@ def forest(answers: list, title: str, path: Path) -> Path | None:
         if r[4] == "header":
             tick.set_fontweight("bold")
     first = answers[0]
-    ax.set(xlabel=f"effect in equivalence margins (> 0: {first.a.split(' ')[0]} {first.better}, < 0: {first.b.split(' ')[0]} "
-                  f"{first.better})", title=title + "\ngreen: equivalent, within one margin")  # fmt: skip
+    if len({(p.a, p.b) for p in answers}) == 1:
+        sides = f"> 0: {first.a.split(' ')[0]} {first.better}, < 0: {first.b.split(' ')[0]} {first.better}"
+    else:  # one axis for several pairs: name the sides by their place in each header
+        sides = f"> 0: the first of each pair {first.better}, < 0: the second {first.better}"
+    ax.set(xlabel=f"effect in equivalence margins ({sides})",
+           title="\n".join(textwrap.wrap(title, 90)) + "\ngreen: equivalent, within one margin")  # fmt: skip
     ax.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)

@@ -74,13 +74,14 @@ def test_until_decided_resumes_after_kill_9_without_duplicating_seeds(tmp_path, 
     path = write_suite(tmp_path, mlflow_uri)
     command = [sys.executable, "-m", "benchmark", "suite", path, "--until-decided", "--max-seeds", "6"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "500"}
-    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)  # fmt: skip
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     victim = None
     try:
         deadline = time.time() + 900  # a loaded 2-core machine takes minutes for the first look
         while time.time() < deadline and first.poll() is None:
-            time.sleep(0.2)
+            time.sleep(0.5)  # every poll reads the SQLite store the suite writes: not too often
             if not (tmp_path / "mlflow.db").exists():
                 continue
             try:
@@ -99,7 +100,7 @@ def test_until_decided_resumes_after_kill_9_without_duplicating_seeds(tmp_path, 
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
-    assert victim is not None, "the suite finished or stalled before it added a seed"
+    assert victim is not None, f"the suite finished or stalled before it added a seed:\n{log.read_text()[-3000:]}"
     left_running = finished_seeds(mlflow_uri).set_index("run_id").status[victim] == record.RUNNING
 
     second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -19,6 +19,7 @@ from benchmark import record
 from benchmark.decide import compare_paired
 from benchmark.decide.matched import seed_values
 from benchmark.report.collect import length_axis
+from benchmark.report.plots import plt, save, slug
 from benchmark.report.render import Block, Heading, Image, Para, Table
 from benchmark.report.verdicts import Verdict
 from benchmark.scales import PROPORTION
@@ -58,8 +59,6 @@ def _pct(x: float) -> str:
 
 def _length_lines(finished: pd.DataFrame, figs: Path) -> tuple[list[str], list[Block]]:
     """Per task that varies its length and per model: the keep gate's right saturation, longest vs shortest."""
-    from benchmark.report.plots import DPI, slug
-
     lines, blocks = [], []
     for task, runs in finished.groupby("task"):
         axis = length_axis(runs)
@@ -81,16 +80,11 @@ def _length_lines(finished: pd.DataFrame, figs: Path) -> tuple[list[str], list[B
             for length, h in g.groupby(at):
                 points.append((model, gate, float(length), h[column].mean(), h[column].min(), h[column].max()))
         if points:
-            blocks.append(Image(_plot(points, task, axis.name, figs / f"gates_length_{slug(task)}.png", DPI), f"{task} gates vs length"))
+            blocks.append(Image(_plot(points, task, axis.name, figs / f"gates_length_{slug(task)}.png"), f"{task} gates vs length"))
     return lines, blocks
 
 
-def _plot(points: list, task: str, axis: str, path: Path, dpi: int) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(points: list, task: str, axis: str, path: Path) -> Path:
     data = pd.DataFrame(points, columns=["model", "gate", "length", "mean", "min", "max"])
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for (model, gate), g in data.groupby(["model", "gate"]):
@@ -102,10 +96,7 @@ def _plot(points: list, task: str, axis: str, path: Path, dpi: int) -> Path:
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def section(finished: pd.DataFrame, figs: Path) -> tuple[list[Block], Verdict | None, pd.DataFrame]:

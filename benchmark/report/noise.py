@@ -27,6 +27,7 @@ from benchmark import record
 from benchmark.decide import location
 from benchmark.decide.margins import MarginConfig
 from benchmark.decide.matched import Question, decide_setting, overall
+from benchmark.report.plots import plt, save, slug
 from benchmark.report.render import Block, Heading, Image, Para, Table
 from benchmark.report.tables import by_label
 from benchmark.report.verdicts import NOT_ASKED, Verdict, fmt
@@ -65,13 +66,6 @@ def _decide(runs: pd.DataFrame, kind: str, margins: MarginConfig):
 
 
 def _plot(runs: pd.DataFrame, levels: dict[float, str], label: str, kind: str, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from benchmark.report.plots import DPI
-
     ordered = sorted(levels, reverse=math.isinf(max(levels)))  # from clean to noisiest
     x = np.arange(len(ordered))
     metric, higher = runs.main_metric.iloc[0], bool(runs.higher_is_better.iloc[0])
@@ -90,16 +84,11 @@ def _plot(runs: pd.DataFrame, levels: dict[float, str], label: str, kind: str, p
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def section(finished: pd.DataFrame, margins: MarginConfig, figs: Path) -> tuple[list[Block], Verdict | None, pd.DataFrame]:
     """The section's blocks, its verdict (None: no run was evaluated under noise) and a tidy table of the curves."""
-    from benchmark.report.plots import slug
-
     doc: list[Block] = []
     rows, decided = [], {}
     for label, runs in by_label(finished) if not finished.empty else []:

@@ -34,7 +34,7 @@ def _spread(t: pd.DataFrame) -> np.ndarray:
     return np.vstack([t["center"] - t["min"], t["max"] - t["center"]]).clip(min=0)
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -70,7 +70,7 @@ def validation_curves(runs: pd.DataFrame, curves: pd.DataFrame, path: Path) -> P
     ax.title.set_fontsize(10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def metric_vs_length(table: pd.DataFrame, axis: str, task: str, metric: str, higher: bool, path: Path) -> Path:
@@ -92,7 +92,7 @@ def metric_vs_length(table: pd.DataFrame, axis: str, task: str, metric: str, hig
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def pareto_front(cost: np.ndarray, metric: np.ndarray, higher: bool) -> np.ndarray:
@@ -131,7 +131,7 @@ def metric_vs_cost(table: pd.DataFrame, path: Path) -> Path | None:
         ax.legend(fontsize=8)
     what = f"test {metric} vs cost ({center_name(t)}; bars: min-max over seeds; red: Pareto front)"
     fig.suptitle(f"{t.task_label.iloc[0]}\n{what}", fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def importances(sweep, path: Path) -> Path | None:
@@ -143,7 +143,7 @@ def importances(sweep, path: Path) -> Path | None:
     ax.set(xlabel="fANOVA importance", title=f"{sweep.study_name}\nhyperparameter importance")
     ax.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def optimization_history(sweep, path: Path) -> Path | None:
@@ -163,7 +163,7 @@ def optimization_history(sweep, path: Path) -> Path | None:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def forest(answers: list, title: str, path: Path) -> Path | None:
@@ -204,4 +204,4 @@ def forest(answers: list, title: str, path: Path) -> Path | None:
            title="\n".join(textwrap.wrap(title, 90)) + "\ngreen: equivalent, within one margin")  # fmt: skip
     ax.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)

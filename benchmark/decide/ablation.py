@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from benchmark.decide.design import FIXED, Design
-from benchmark.decide.margins import MarginConfig, margin_for
-from benchmark.decide.matched import Question, run_shapes, seed_values
+from benchmark.decide.margins import MarginConfig
+from benchmark.decide.matched import Question, decide_pairs, run_shapes
 from benchmark.decide.meta import Pooled, Study, adjust_pooled, pool
-from benchmark.decide.paired import Decision, adjust, compare_paired
+from benchmark.decide.paired import Decision
 from benchmark.models.cells import CELLS, VANILLA
 
 VARIANT = Question("main metric against the family's vanilla cell", "value")
@@ -83,14 +83,8 @@ def decide_setting(runs: pd.DataFrame, margins: MarginConfig, design: Design = F
     found = ablations(run_shapes(runs))
     if not found:
         return []
+    metric, decisions = decide_pairs(runs, [(a.variant, a.vanilla) for a in found], VARIANT, margins, design)
     label, task = str(runs.task_label.iloc[0]), str(runs.task.iloc[0])
-    metric, scale, higher = VARIANT.metric(runs)
-    margin = margin_for(margins, task, metric, scale)
-    decisions = adjust([
-        compare_paired(seed_values(runs[runs.model == a.variant], "value"), seed_values(runs[runs.model == a.vanilla], "value"),
-                       scale, margin, higher_is_better=higher, names=(a.variant, a.vanilla), design=design)
-        for a in found
-    ])  # fmt: skip
     return [AblationDecision(label, task, a, metric, VARIANT, d) for a, d in zip(found, decisions)]
 
 

@@ -95,19 +95,27 @@ def seed_values(runs: pd.DataFrame, column: str) -> dict[int, float]:
     return dict(zip(runs.seed.astype(int), runs[column].astype(float)))
 
 
+def decide_pairs(runs: pd.DataFrame, pairs: Iterable[tuple[str, str]], question: Question, margins: MarginConfig,
+                 design: Design = FIXED) -> tuple[str, list[Decision]]:
+    """One task setting's runs: each (a, b) pair of models compared by seed on ``question``, Holm over the pairs;
+    returns the metric's name and the decisions, in the pairs' order."""
+    metric, scale, higher = question.metric(runs)
+    margin = margin_for(margins, str(runs.task.iloc[0]), metric, scale)
+    decisions = adjust([
+        compare_paired(seed_values(runs[runs.model == a], question.column), seed_values(runs[runs.model == b], question.column),
+                       scale, margin, higher_is_better=higher, names=(a, b), design=design, better=question.better)
+        for a, b in pairs
+    ])  # fmt: skip
+    return metric, decisions
+
+
 def decide_setting(runs: pd.DataFrame, question: Question, margins: MarginConfig, design: Design = FIXED) -> list[PairDecision]:
     """Each matched pair of one task setting's finished runs, on ``question``; Holm over the pairs."""
     pairs = matched_pairs(run_shapes(runs))
     if not pairs:
         return []
+    metric, decisions = decide_pairs(runs, [(p.gru, p.lstm) for p in pairs], question, margins, design)
     label, task = str(runs.task_label.iloc[0]), str(runs.task.iloc[0])
-    metric, scale, higher = question.metric(runs)
-    margin = margin_for(margins, task, metric, scale)
-    decisions = adjust([
-        compare_paired(seed_values(runs[runs.model == p.gru], question.column), seed_values(runs[runs.model == p.lstm], question.column),
-                       scale, margin, higher_is_better=higher, names=(p.gru, p.lstm), design=design, better=question.better)
-        for p in pairs
-    ])  # fmt: skip
     return [PairDecision(label, task, p, metric, question, d) for p, d in zip(pairs, decisions)]
 
 

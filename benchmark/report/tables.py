@@ -7,9 +7,9 @@ import re
 
 import pandas as pd
 
-from benchmark.decide import FIXED, Design, Verdict, adjust, compare_paired, location, margin_for
+from benchmark.decide import FIXED, Design, Verdict, location
 from benchmark.decide.margins import MarginConfig
-from benchmark.decide.matched import ACCURACY, seed_values
+from benchmark.decide.matched import ACCURACY, decide_pairs
 
 
 def natural_key(label: str) -> list:
@@ -36,17 +36,12 @@ def model_table(finished: pd.DataFrame, margins: MarginConfig, interval: str = "
     rows = []
     for label, task in by_label(finished):
         metric, scale, higher = ACCURACY.metric(task)
-        margin = margin_for(margins, str(task.task.iloc[0]), metric, scale)
         models = {m: g for m, g in task.groupby("model", sort=False)}
         spots = {m: location(g.value, scale, interval) for m, g in models.items()}
         ranked = sorted((m for m in models if not math.isnan(spots[m].center)), key=lambda m: spots[m].center, reverse=higher)
         best = ranked[0] if ranked else None
         others = ranked[1:]
-        decisions = dict(zip(others, adjust([
-            compare_paired(seed_values(models[m], "value"), seed_values(models[best], "value"), scale, margin,
-                           higher_is_better=higher, names=(m, best), design=design)
-            for m in others
-        ])))  # fmt: skip
+        decisions = dict(zip(others, decide_pairs(task, [(m, best) for m in others], ACCURACY, margins, design)[1]))
         for m in ranked + [m for m in models if m not in ranked]:
             g, spot, d = models[m], spots[m], decisions.get(m)
             rows.append(

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from benchmark import record
-from benchmark.decide import FIXED, Design, Pooled, Verdict as Outcome, adjust, compare_paired, location, margin_for
+from benchmark.decide import FIXED, Design, Pooled, Verdict as Outcome, location
 from benchmark.decide import ablation
 from benchmark.decide.margins import MarginConfig
-from benchmark.decide.matched import ACCURACY, SPEED, PairDecision, Question, decide_all, overall, seed_values
+from benchmark.decide.matched import ACCURACY, SPEED, PairDecision, Question, decide_all, decide_pairs, overall
 from benchmark.report.collect import LengthAxis, length_axis
 from benchmark.report.tables import by_label
 
@@ -223,13 +223,7 @@ def structure(ev: Evidence) -> Verdict:
                     pairs.append(("bidirectional", big, small))
                 elif b1 == b2 and l1 > l2:
                     pairs.append((f"{l1} vs {l2} layers", big, small))
-        metric, scale, higher = ACCURACY.metric(task)
-        margin = margin_for(ev.margins, str(task.task.iloc[0]), metric, scale)
-        decisions = adjust([
-            compare_paired(seed_values(task[task.model == b], "value"), seed_values(task[task.model == s], "value"), scale,
-                           margin, higher_is_better=higher, names=(b, s))
-            for _, b, s in pairs
-        ])  # fmt: skip
+        metric, decisions = decide_pairs(task, [(b, s) for _, b, s in pairs], ACCURACY, ev.margins)
         for (what, big, small), d in zip(pairs, decisions):
             where = f"{big} vs {small} on {label}"
             {Outcome.A_BETTER: helped, Outcome.B_BETTER: hurt, Outcome.EQUIVALENT: same}.get(d.verdict, []).append(where)

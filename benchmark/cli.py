@@ -270,6 +270,14 @@ def _model_names(registry, patterns: list[str]) -> list[str]:
     return names
 
 
+def _add_run_selection(p: argparse.ArgumentParser) -> None:
+    """The finished runs a command re-evaluates from their checkpoints (robustness, gates)."""
+    p.add_argument("--experiment", help="every finished run of this MLflow experiment")
+    p.add_argument("--task", help="with --experiment: only the runs of this task (e.g. speech)")
+    p.add_argument("--run-id", action="append", default=[], help="only this run (repeatable)")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store or server (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnbench", description="GRU or LSTM: which, when, and at what cost?")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -329,21 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("robustness", help="re-evaluate finished runs' checkpoints on perturbed test inputs; logs robust/<kind>/<level>/<metric>")
-    p.add_argument("--experiment", help="every finished run of this MLflow experiment")
-    p.add_argument("--task", help="with --experiment: only the runs of this task (e.g. speech)")
-    p.add_argument("--run-id", action="append", default=[], help="only this run (repeatable)")
+    _add_run_selection(p)
     p.add_argument("--kind", required=True, help="perturbation: gaussian, distractor, snr, substitute, delete (the task says which it supports)")
     p.add_argument("--levels", nargs="+", type=_level, required=True, help="levels: std, markers, dB (inf: none) or rates, e.g. inf 30 20 10 5 0")
     p.add_argument("--seed", type=int, default=0, help="seed of the perturbations, the same for every run (default: %(default)s)")
     p.add_argument("--noise-dir", help="snr: mix random windows of these recordings instead of white noise (e.g. _background_noise_)")
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store or server (default: %(default)s)")
     p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("gates", help="gate activations and saturation of finished runs' checkpoints on their test sets")
-    p.add_argument("--experiment", help="every finished run of this MLflow experiment")
-    p.add_argument("--task", help="with --experiment: only the runs of this task (e.g. speech)")
-    p.add_argument("--run-id", action="append", default=[], help="only this run (repeatable)")
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store or server (default: %(default)s)")
+    _add_run_selection(p)
     p.set_defaults(func=cmd_gates)
 
     p = sub.add_parser("speed", help="forward/backward time of the cells over shapes; --overhead: framework vs plain loop")

@@ -170,8 +170,9 @@ def forest(answers: list, title: str, path: Path) -> Path | None:
     """Forest plot: each task setting's effect in margins (95 % interval) and each pair type's pooled
     estimate (diamond), with the equivalence region (|effect| < 1 margin) shaded."""
     rows = []  # (label, effect, low, high, pooled?)
+    mixed = len({p.question for p in answers}) > 1  # one figure for several questions: each block says which
     for p in answers:
-        rows.append((f"{p.kind} ({p.a} vs {p.b})", None, None, None, "header"))
+        rows.append((f"{p.question + chr(10) if mixed else ''}{p.kind} ({p.a} vs {p.b})", None, None, None, "header"))
         for s in p.studies:
             if s.usable:
                 low, high = s.interval()
@@ -201,7 +202,7 @@ def forest(answers: list, title: str, path: Path) -> Path | None:
     else:  # one axis for several pairs: name the sides by their place in each header
         sides = f"> 0: the first of each pair {first.better}, < 0: the second {first.better}"
     ax.set(xlabel=f"effect in equivalence margins ({sides})",
-           title="\n".join(textwrap.wrap(title, 90)) + "\ngreen: equivalent, within one margin")  # fmt: skip
+           title="\n".join(textwrap.wrap(title, 70)) + "\ngreen: equivalent, within one margin")  # fmt: skip
     ax.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from benchmark import record
+from benchmark import record, tracking
 from benchmark.cli import main
 from benchmark.decide.design import Design
 from benchmark.record import ExperimentTag, RunKind, Tag
@@ -60,8 +60,10 @@ def test_bad_input_is_one_line_and_exit_2_before_any_store(args, message, tmp_pa
 
 
 def finished_seeds(uri: str) -> pd.DataFrame:
-    client = MlflowClient(uri)
+    client = tracking.client(uri)  # takes turns with the suite while it creates the store
     exp = client.get_experiment_by_name("seq")
+    if exp is None:  # the suite has not made it yet
+        return pd.DataFrame(columns=["model", "seed", "status", "key", "run_id", "parent"])
     runs = client.search_runs([exp.experiment_id], f"tags.{Tag.KIND} = '{RunKind.RUN}'", max_results=1000)
     return pd.DataFrame(
         [{"model": r.data.tags[Tag.MODEL], "seed": int(r.data.tags[Tag.SEED]), "status": r.info.status,
@@ -84,10 +86,7 @@ def test_until_decided_resumes_after_kill_9_without_duplicating_seeds(tmp_path, 
             time.sleep(0.5)  # every poll reads the SQLite store the suite writes: not too often
             if not (tmp_path / "mlflow.db").exists():
                 continue
-            try:
-                runs = finished_seeds(mlflow_uri)
-            except Exception:  # the store is still being created
-                continue
+            runs = finished_seeds(mlflow_uri)
             added = runs[runs.seed >= 3] if len(runs) else runs
             if len(added):  # seeds are being added: kill the whole process group, no clean-up
                 os.killpg(first.pid, signal.SIGKILL)

@@ -10,9 +10,8 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
-from benchmark import record
+from benchmark import record, tracking
 from benchmark.config import ConfigError, Reference
 from benchmark.decide import ALPHA, LEVEL, Design, Verdict as Outcome, margin_for
 from benchmark.decide.ablation import AblationDecision
@@ -172,7 +171,7 @@ def attach_report(tracking_uri: str, experiment: str, out: Path, written: list[P
     Returns the parent runs' ids (none: the experiment has no suite runs). In MLflow's UI the
     suite's run then opens ``report/report.html`` in its Artifacts tab.
     """
-    mlflow = MlflowClient(tracking_uri=tracking_uri)
+    mlflow = tracking.client(tracking_uri)
     parents = suite_runs(mlflow, experiment)
     for parent in parents:
         for path in written:

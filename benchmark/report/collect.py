@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from benchmark import record
 from benchmark.config import ConfigError
 from benchmark.record import RunKind, RunMetric, StudyMetric, Tag
-from benchmark.tracking import experiment_id, search_all
+from benchmark.tracking import client, experiment_id, search_all
 
 # final metrics the runner logs once per run, as tidy column names
 RUN_METRICS = {
@@ -265,7 +265,7 @@ def suite_runs(mlflow: MlflowClient, experiment: str) -> list[str]:
 
 def collect(tracking_uri: str, experiment: str) -> Collection:
     """Every ordinary run (any status) and every sweep of ``experiment``; ConfigError if none."""
-    mlflow = MlflowClient(tracking_uri=tracking_uri)
+    mlflow = client(tracking_uri)
     exp_id = _experiment(mlflow, experiment, tracking_uri)
     runs = run_table(search_all(mlflow, exp_id))
     sweeps = _sweeps(mlflow, exp_id)
@@ -283,7 +283,7 @@ def val_curves(tracking_uri: str, runs: pd.DataFrame) -> pd.DataFrame:
     Runs log it with MLflow's step = the epoch; older runs logged the global step, with the epoch
     in a separate ``epoch`` metric at the same steps, which maps them back.
     """
-    mlflow = MlflowClient(tracking_uri=tracking_uri)
+    mlflow = client(tracking_uri)
     rows = []
     for run_id, main in zip(runs.run_id, runs.main_metric):
         epoch_at = {m.step: int(m.value) for m in mlflow.get_metric_history(run_id, LEGACY_EPOCH_METRIC)}

@@ -246,11 +246,10 @@ def mlflow_runs(tracking_uri: str, experiment: str, png: Path | None = None, wid
     Waits until every text in ``expect`` (default: the names of the experiment's latest 12 runs)
     shows in the page, then writes ``png`` if given.
     """
-    from mlflow.tracking import MlflowClient
-
     from benchmark.record import Tag
+    from benchmark.tracking import client
 
-    mlflow = MlflowClient(tracking_uri=tracking_uri)
+    mlflow = client(tracking_uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         raise RuntimeError(f"experiment '{experiment}' not found at {tracking_uri}")

@@ -53,6 +53,33 @@ def test_tost_and_difference_test_match_the_closed_form_with_two_degrees_of_free
     assert compare_paired(tighter, b, PROPORTION, 0.01, higher_is_better=False).verdict is Verdict.B_BETTER
 
 
+def test_differences_without_spread_use_the_exact_sign_flip_test():
+    """Equal differences leave the t statistic undefined: p is the sign-flip test's, 2^-(n-1) two-sided and
+    2^-n for TOST, counted here by enumerating all 2^n sign patterns; never 0 as a t-test on zero spread gives."""
+    import itertools
+
+    for n in range(2, 8):
+        d, bound = -1 / 180, 0.01  # one test clip of 180 on every seed, inside a 1-point margin
+        flips = np.array(list(itertools.product([1, -1], repeat=n)))
+        p_two = np.mean(np.abs((flips * d).mean(1)) >= abs(d) - 1e-15)
+        p_tost = np.mean((flips * (d - bound)).mean(1) <= (d - bound) + 1e-15)  # H0 mean >= bound, shifted
+        p_diff, p_equiv = paired_tests(np.full(n, d), bound)
+        assert p_diff == pytest.approx(p_two) == 2.0 ** -(n - 1)
+        assert p_equiv == pytest.approx(p_tost) == 2.0**-n
+        assert paired_tests(np.zeros(n), bound) == (1.0, 2.0**-n)  # no difference at all: never "better"
+        assert paired_tests(np.full(n, 0.02), bound)[1] == 1.0  # outside the margin: never equivalent
+
+    # accuracies k/180 whose differences are equal up to float rounding count as having no spread
+    a = {0: 170 / 180, 1: 169 / 180, 2: 171 / 180}
+    b = {0: 171 / 180, 1: 170 / 180, 2: 172 / 180}
+    three = compare_paired(a, b, PROPORTION, 0.01, higher_is_better=True)
+    assert three.verdict is Verdict.UNDECIDED and three.p_equivalence_raw == 0.125 and three.p_difference_raw == 0.25
+    assert "no spread" in three.reason and three.seeds_needed == 5  # 2^-5 <= 0.05 < 2^-4
+    five = compare_paired({**a, 3: 150 / 180, 4: 160 / 180}, {**b, 3: 151 / 180, 4: 161 / 180}, PROPORTION, 0.01, higher_is_better=True)
+    assert five.verdict is Verdict.EQUIVALENT and five.p_equivalence_raw == 2.0**-5
+    assert seeds_needed(0.5, 0.0, 0.0, 0.05) == 6 and seeds_needed(0.0, 0.0, 0.0, 0.05) is None
+
+
 def test_log_ratio_interval_matches_the_closed_form():
     # per-seed ratios 2, 4, 2: log ratios (1, 2, 1) ln 2, mean 4/3 ln 2, sd ln 2 / sqrt 3
     a, b = {0: 2.0, 1: 8.0, 2: 4.0}, {0: 1.0, 1: 2.0, 2: 2.0}

@@ -118,7 +118,7 @@ def test_efficiency_summary_counts_kept_bests_flags_a_changed_verdict_and_recomm
     cfg = load_efficiency_config(path)
     plans = plan_studies(cfg.recorded(0))
     gru = {0: 0.010, 1: 0.012, 2: 0.011}  # gru clearly better than lstm at every seed
-    lstm = {0: 0.050, 1: 0.060, 2: 0.055}
+    lstm = {0: 0.050, 1: 0.066, 2: 0.052}  # by ratios that vary: equal ones have no spread to test
     rows = []
     for pruner, epochs, lstm_factor, gru_factor in [
         (REFERENCE, 48, 1.0, 1.0),
@@ -133,7 +133,7 @@ def test_efficiency_summary_counts_kept_bests_flags_a_changed_verdict_and_recomm
     assert summary.loc[REFERENCE, "verdict"] == "gru better"
     assert summary.loc["fair", "saved_at_equal_best"] == pytest.approx(1 - 20 / 48)
     assert summary.loc["fair", "equal_best"] == 6 and not summary.loc["fair", "verdict_changed"]
-    assert summary.loc["fair", "max_regret"] == pytest.approx(0.060 * 0.05)
+    assert summary.loc["fair", "max_regret"] == pytest.approx(max(lstm.values()) * 0.05)
     assert summary.loc["biased", "verdict"] != "gru better" and summary.loc["biased", "verdict_changed"]
     assert summary.loc["lossy", "equal_best"] == 3 and pd.isna(summary.loc["lossy", "saved_at_equal_best"])
     choice, overall = recommend(summary.reset_index())

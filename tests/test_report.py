@@ -320,7 +320,7 @@ def test_depth_and_direction_verdict_on_known_numbers():
          "seed": seed, "value": v, "higher_is_better": False, "main_metric": "mse"}  # fmt: skip
         for m, layers, bi, values in [
             ("gru", "1", "false", [0.5, 0.6, 0.55]),
-            ("bigru", "1", "true", [0.1, 0.12, 0.11]),  # clearly better on every seed
+            ("bigru", "1", "true", [0.1, 0.13, 0.11]),  # clearly better on every seed (by a ratio that varies)
             ("gru-2l", "2", "false", [0.5, 0.61, 0.56]),  # about the same
         ]
         for seed, v in enumerate(values)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import stats
 
-from benchmark.decide.paired import ALPHA, LEVEL, Decision, Verdict, holm, p_text
+from benchmark.decide.paired import ALPHA, LEVEL, Decision, Verdict, holm, no_spread, p_text
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Study:
     @property
     def usable(self) -> bool:
         d = self.decision
-        return d.n >= 2 and d.bound > 0 and d.sd > 0
+        return d.n >= 2 and d.bound > 0 and not no_spread(d.sd, d.mean)
 
     @property
     def sign(self) -> float:

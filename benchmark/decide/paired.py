@@ -10,6 +10,11 @@ for a ratio scale, a - b otherwise. On those n differences (mean m, standard dev
 - under a sequential design (``benchmark.decide.design``) each p is the smallest p_k / w_k over
   the looks reached; within a family of comparisons, Holm's step-down adjustment of each kind.
 
+Differences with no spread (every seed's the same, e.g. one test clip apart on an accuracy) leave
+the t statistic undefined; there the exact sign-flip test takes its place: two-sided p = 2^-(n-1)
+for a nonzero difference, TOST p = 2^-n inside the margin, the smallest p that n seeds can give
+without assuming a distribution (3 such seeds decide nothing at 0.05; 5 can).
+
 Verdict: *equivalent* if the equivalence p <= alpha, else *A better* / *B better* if the
 difference p <= alpha, else *undecided*, with an estimate of the paired seeds that would likely
 decide it: the smallest n at which a fixed-sample test at level alpha / (family size) has 80 %
@@ -35,6 +40,12 @@ POWER = 0.80  # of the seeds-needed estimate
 MAX_SEEDS_ESTIMATE = 1000  # beyond this the estimate says "more than"
 BOOTSTRAP_MIN_SEEDS = 5
 BOOTSTRAP_RESAMPLES = 10_000
+SPREAD_TOLERANCE = 1e-9  # relative: differences within it of each other count as having no spread
+
+
+def no_spread(sd, mean):
+    """Do differences with this sd and mean have no spread (beyond float rounding of equal values)?"""
+    return np.asarray(sd) <= SPREAD_TOLERANCE * np.maximum(1.0, np.abs(mean))
 
 
 class Verdict(str, Enum):
@@ -48,11 +59,14 @@ def paired_tests(x: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided p of mean 0 and TOST p of |mean| >= ``bound``, over the last axis of differences ``x``.
 
     Vectorised over the leading axes (the simulation tests use it on many comparisons at once).
-    No spread: p is 0 where the mean settles the question and 1 where it does not.
+    No spread: the exact sign-flip test (see the module doc).
     """
     x = np.asarray(x, dtype=float)
     n = x.shape[-1]
-    mean, se, df = x.mean(-1), x.std(-1, ddof=1) / math.sqrt(n), n - 1
+    mean, sd, df = x.mean(-1), x.std(-1, ddof=1), n - 1
+    se = sd / math.sqrt(n)
+    flat = no_spread(sd, mean)
+    se = np.where(flat, np.nan, se)
     with np.errstate(divide="ignore", invalid="ignore"):
         p_diff = 2 * stats.t.sf(np.abs(mean / se), df)
         if bound > 0:
@@ -61,6 +75,8 @@ def paired_tests(x: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
             p_equiv = np.maximum(below, above)
         else:
             p_equiv = np.ones_like(mean)
+    p_diff = np.where(flat, np.where(no_spread(np.abs(mean), 0.0), 1.0, 2.0 ** -(n - 1)), p_diff)
+    p_equiv = np.where(flat, np.where(np.abs(mean) < bound, 2.0**-n, 1.0), p_equiv)
     return np.where(np.isnan(p_diff), 1.0, p_diff), np.where(np.isnan(p_equiv), 1.0, p_equiv)
 
 
@@ -98,9 +114,14 @@ def seeds_needed(mean: float, sd: float, bound: float, alpha: float, power: floa
     """Paired seeds at which a fixed-sample test at ``alpha`` would likely (``power``) decide, if the
     observed ``mean`` and ``sd`` of the differences were the truth: the fewer of the difference
     route (two-sided t-test) and, when |mean| < bound, the equivalence route (TOST, power bounded
-    below by P(lower rejects) + P(upper rejects) - 1). None when neither route can decide."""
-    if not (sd > 0) or math.isnan(mean):
+    below by P(lower rejects) + P(upper rejects) - 1). None when neither route can decide.
+    No spread: the seeds at which the exact sign-flip test's smallest p reaches ``alpha``."""
+    if math.isnan(mean) or math.isnan(sd):
         return None
+    if no_spread(sd, mean):
+        routes = [1 + math.ceil(math.log2(1 / alpha))] if not no_spread(abs(mean), 0.0) else []
+        routes += [math.ceil(math.log2(1 / alpha))] if bound > abs(mean) else []
+        return max(2, min(routes)) if routes else None
     n = np.arange(2, MAX_SEEDS_ESTIMATE + 2)
     df, root = n - 1, np.sqrt(n)
     found = []
@@ -273,7 +294,8 @@ def _settle(d: Decision) -> Decision:
                else f"{d.n} paired seeds: below the design's first look at {d.design.looks[0]}")  # fmt: skip
         needed = d.design.looks[0] if d.design.sequential else 2
         return replace(d, verdict=Verdict.UNDECIDED, reason=f"undecided: {why}", seeds_needed=max(needed, d.n + 1))
-    tests = f"{d.n} seeds{look_note}{holm_note}"
+    flat = " with no spread between seeds: exact sign-flip test" if no_spread(d.sd, d.mean) else ""
+    tests = f"{d.n} seeds{flat}{look_note}{holm_note}"
     if d.p_equivalence <= d.alpha:
         return replace(d, verdict=Verdict.EQUIVALENT, seeds_needed=None,
                        reason=f"equivalent within {d.margin_text()}: {d.effect_text()} ({p_text(d.p_equivalence, 'TOST p')}, {tests})")  # fmt: skip
@@ -298,6 +320,8 @@ def _settle(d: Decision) -> Decision:
 
 def _why(d: Decision) -> str:
     """Why an undecided comparison is undecided, in words a reader can check against its interval."""
+    if no_spread(d.sd, d.mean):
+        return f"every seed differs by the same amount, so the interval has no width, and {d.n} seeds cannot bring the sign-flip test to alpha"
     low, high = d.scale.transform(d.ci_low), d.scale.transform(d.ci_high)
     if low > 0 or high < 0:
         stricter = " and ".join(w for w, on in (("the look's share of alpha", d.design.sequential), ("Holm", d.family > 1)) if on)

@@ -69,13 +69,16 @@ def test_differences_without_spread_use_the_exact_sign_flip_test():
         assert paired_tests(np.zeros(n), bound) == (1.0, 2.0**-n)  # no difference at all: never "better"
         assert paired_tests(np.full(n, 0.02), bound)[1] == 1.0  # outside the margin: never equivalent
 
-    # accuracies k/180 whose differences are equal up to float rounding count as having no spread
-    a = {0: 170 / 180, 1: 169 / 180, 2: 171 / 180}
-    b = {0: 171 / 180, 1: 170 / 180, 2: 172 / 180}
+    # accuracies k/180 logged as float32, whose differences are equal up to that rounding, have no spread
+    a = {s: float(np.float32(k / 180)) for s, k in enumerate((170, 169, 171))}
+    b = {s: float(np.float32(k / 180)) for s, k in enumerate((171, 170, 172))}
+    assert np.ptp([a[s] - b[s] for s in a]) > 0  # not equal as floats
     three = compare_paired(a, b, PROPORTION, 0.01, higher_is_better=True)
     assert three.verdict is Verdict.UNDECIDED and three.p_equivalence_raw == 0.125 and three.p_difference_raw == 0.25
     assert "no spread" in three.reason and three.seeds_needed == 5  # 2^-5 <= 0.05 < 2^-4
-    five = compare_paired({**a, 3: 150 / 180, 4: 160 / 180}, {**b, 3: 151 / 180, 4: 161 / 180}, PROPORTION, 0.01, higher_is_better=True)
+    more = {3: (150, 151), 4: (160, 161)}
+    five = compare_paired({**a, **{s: float(np.float32(k / 180)) for s, (k, _) in more.items()}},
+                          {**b, **{s: float(np.float32(k / 180)) for s, (_, k) in more.items()}}, PROPORTION, 0.01, higher_is_better=True)
     assert five.verdict is Verdict.EQUIVALENT and five.p_equivalence_raw == 2.0**-5
     assert seeds_needed(0.5, 0.0, 0.0, 0.05) == 6 and seeds_needed(0.0, 0.0, 0.0, 0.05) is None
 

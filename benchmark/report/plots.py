@@ -201,7 +201,7 @@ def forest(answers: list, title: str, path: Path) -> Path | None:
         sides = f"> 0: {first.a.split(' ')[0]} {first.better}, < 0: {first.b.split(' ')[0]} {first.better}"
     else:  # one axis for several pairs: name the sides by their place in each header
         sides = f"> 0: the first of each pair {first.better}, < 0: the second {first.better}"
-    ax.set(xlabel=f"effect in equivalence margins ({sides})",
+    ax.set(xlabel="\n".join(textwrap.wrap(f"effect in equivalence margins ({sides})", 70)),
            title="\n".join(textwrap.wrap(title, 70)) + "\ngreen: equivalent, within one margin")  # fmt: skip
     ax.title.set_fontsize(10)
     ax.grid(axis="x", alpha=0.3)

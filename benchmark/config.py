@@ -10,6 +10,7 @@ import copy
 import difflib
 import hashlib
 import json
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -27,37 +28,83 @@ class ConfigError(ValueError):
 
 
 class HeldWarnings:
-    """Warnings raised while a command checks its input are held back: folded into the error line when the
-    input is bad (one line, not warnings and then an error), shown as usual once the input is accepted,
-    i.e. when the first MLflow run or Optuna storage is made (``HELD.release()`` there)."""
+    """Warnings (and the log lines of data libraries, ``HELD_LOGGERS``) raised while a command checks its input
+    are held back: folded into the error line when the input is bad (one line, not warnings and then an error),
+    shown as usual once the input is accepted, i.e. when the first MLflow run or Optuna storage is made
+    (``HELD.release()`` there)."""
 
     def __init__(self):
-        self.held, self._show = [], None
+        self.held, self.logged, self._show, self._handlers, self._holder = [], [], None, {}, None
 
     def __enter__(self) -> "HeldWarnings":
-        self.held, self._show, warnings.showwarning = [], warnings.showwarning, self._hold
+        self.held, self.logged, self._show, warnings.showwarning = [], [], warnings.showwarning, self._hold
+        self._holder = _LogHolder(self.logged)
+        self.hold_loggers()
         return self
+
+    def hold_loggers(self) -> None:
+        """Hold the ``HELD_LOGGERS``' lines too, handlers added since included: call it right after importing a
+        library that configures its logger on import (``benchmark.hub.datasets``); outside the block it does nothing."""
+        if self._show is None:
+            return
+        for name in HELD_LOGGERS:
+            log = logging.getLogger(name)
+            added = [h for h in log.handlers if h is not self._holder]
+            handlers, propagate = self._handlers.get(name, ([], log.propagate))
+            self._handlers[name] = (handlers + added, propagate)
+            log.handlers, log.propagate = [self._holder], False
 
     def _hold(self, message, category, filename, lineno, file=None, line=None) -> None:
         self.held.append((message, category, filename, lineno, file, line))
 
+    def _restore_loggers(self) -> list[logging.Handler]:
+        restored = []
+        for name, (handlers, propagate) in self._handlers.items():
+            log = logging.getLogger(name)
+            log.handlers, log.propagate = handlers, propagate
+            restored += handlers
+        self._handlers = {}
+        return restored
+
     def release(self) -> None:
-        """The input is accepted: show what was held, and let later warnings through."""
+        """The input is accepted: show what was held, and let later warnings and log lines through."""
         if self._show is not None:
             show, warnings.showwarning, self._show = self._show, self._show, None
             for held in self.held:
                 show(*held)
             self.held = []
+        if self._handlers:
+            self._restore_loggers()
+            for record in self.logged:
+                logging.getLogger(record.name).handle(record)
+            self.logged = []
 
     def folded(self) -> str:
         notes = [str(w[0]).splitlines()[0][:300] for w in self.held]
+        if self.logged:  # e.g. the hub client's retries: how many, and the last
+            last = self.logged[-1].getMessage().splitlines()[0][:200]
+            notes.append(f"{len(self.logged)} log line(s) from {', '.join(sorted({r.name.split('.')[0] for r in self.logged}))}, the last: {last}")
         return f" (after {len(notes)} warning(s): {'; '.join(notes)})" if notes else ""
 
     def __exit__(self, *exc) -> None:
         if exc[0] is None:
             self.release()
-        elif self._show is not None:
+            return
+        if self._show is not None:
             warnings.showwarning, self._show = self._show, None
+        self._restore_loggers()
+
+
+HELD_LOGGERS = ("huggingface_hub", "datasets", "fsspec")
+
+
+class _LogHolder(logging.Handler):
+    def __init__(self, into: list[logging.LogRecord]):
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record)
 
 
 HELD = HeldWarnings()  # the CLI holds warnings; the first MLflow run or Optuna storage made releases them

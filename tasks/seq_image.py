@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmark import metrics
+from benchmark import hub, metrics
 from benchmark.config import ConfigError
 from benchmark.registry import did_you_mean
 from benchmark.task import (
@@ -111,9 +111,7 @@ def _from_digits() -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str],
 
 
 def _from_datasets(o: SeqImageOptions) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str], float]:
-    import datasets
-
-    datasets.disable_progress_bars()
+    datasets = hub.datasets()
     kwargs = {"name": o.dataset_config, "revision": o.revision, "data_files": o.data_files, "data_dir": o.data_dir, "cache_dir": o.cache_dir}
     try:
         loaded = datasets.load_dataset(o.dataset, **{k: v for k, v in kwargs.items() if v is not None})

@@ -91,3 +91,59 @@ def test_suite_with_a_failed_run_exits_1_and_still_writes_its_summary(tmp_path, 
     assert main(["suite", path]) == 1
     assert (tmp_path / "results" / "tiny" / "summary.md").exists()
     assert "1 run(s) failed" in capsys.readouterr().out
+
+
+def test_data_library_log_lines_fold_into_the_error_line(tmp_path, capsys, caplog, monkeypatch):
+    """Offline, the hub client logs a line per retry before the load fails: they go in the one error line too."""
+    import datasets
+
+    def offline(*args, **kwargs):
+        hub = logging.getLogger("huggingface_hub.utils._http")
+        for attempt in (1, 2, 3):
+            hub.warning("'[Errno -2] Name or service not known' thrown while requesting HEAD https://huggingface.co/x")
+            hub.warning(f"Retrying in {2 ** attempt}s [Retry {attempt}/5].")
+        raise ConnectionError("Couldn't reach 'ag_news' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert main(["run", "task=text", "task.dataset=ag_news", "model=gru"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("rnnbench: error: task.dataset: the Hugging Face hub is unreachable") and err.count("\n") == 1, err
+    assert "6 log line(s) from huggingface_hub, the last: Retrying in 8s [Retry 3/5]." in err
+    assert not out and not caplog.records and not list(tmp_path.iterdir())
+    hub = logging.getLogger("huggingface_hub")  # its handlers are back: later log lines show as usual
+    assert not any(type(h).__name__ == "_LogHolder" for h in hub.handlers)
+
+
+def test_held_log_lines_are_shown_once_the_input_is_accepted(caplog):
+    from benchmark.config import HeldWarnings
+
+    held = HeldWarnings()
+    with caplog.at_level(logging.WARNING), held:
+        logging.getLogger("fsspec.local").warning("using the cached copy")
+        assert not caplog.records  # held while the input is checked
+        held.release()  # the first run is made: the line is shown, in order, and later ones pass through
+        logging.getLogger("fsspec.local").warning("later")
+    assert [r.getMessage() for r in caplog.records] == ["using the cached copy", "later"]
+
+
+def test_a_library_that_configures_its_logger_on_import_is_held_too():
+    """``datasets`` is imported lazily, inside the held block, and adds its handler then: ``hold_loggers`` takes it over."""
+    import io
+
+    from benchmark.config import HeldWarnings
+
+    stream = io.StringIO()
+    log = logging.getLogger("huggingface_hub")
+    before = log.handlers[:]
+    held = HeldWarnings()
+    with held:
+        late = logging.StreamHandler(stream)
+        log.addHandler(late)  # what the library's import does
+        held.hold_loggers()  # what benchmark.hub.datasets() does right after importing it
+        logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+        assert stream.getvalue() == ""
+    assert stream.getvalue() == "Retrying in 1s [Retry 1/5].\n"  # accepted input: shown through the library's handler
+    assert log.handlers == [*before, late]
+    log.removeHandler(late)

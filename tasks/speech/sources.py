@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from benchmark import hub
 from benchmark.config import ConfigError
 from benchmark.registry import did_you_mean
 
@@ -184,8 +185,7 @@ def from_hub(o, regexes) -> list[Item]:
     """Any set ``datasets.load_dataset`` reads (a hub name, or a builder such as ``parquet`` with
     ``data_files``). The audio column is cast to ``Audio(decode=False)``: rows keep their encoded
     bytes (or a path) and ``datasets`` never needs torchcodec."""
-    import datasets
-
+    datasets = hub.datasets()
     kwargs = {"name": o.hub_config, "revision": o.hub_revision, "data_files": o.data_files, "cache_dir": o.cache_dir}
     try:
         loaded = datasets.load_dataset(o.path, **{k: v for k, v in kwargs.items() if v is not None})

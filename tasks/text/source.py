@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark import hub
 from benchmark.config import ConfigError
 from tasks.text.options import TextOptions
 
@@ -106,9 +107,7 @@ def identity(o: TextOptions) -> str:
 
 
 def _load(o: TextOptions):
-    import datasets
-
-    datasets.disable_progress_bars()
+    datasets = hub.datasets()
     datasets.logging.set_verbosity_error()
     if o.dataset:
         try:

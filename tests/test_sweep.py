@@ -21,7 +21,7 @@ from benchmark.cli import main
 from benchmark.config import ConfigError
 from benchmark.record import RunKind, StudyMetric, Tag
 from benchmark.sweep import load_sweep_config, run_sweep, tuned_suite
-from benchmark.sweep.studies import TrialAttr
+from benchmark.sweep.studies import TrialAttr, open_storage
 from tests.conftest import REPO_ROOT
 
 TINY_TASK = {"name": "adding", "seq_len": 8, "train_size": 128, "val_size": 32, "test_size": 32}
@@ -46,7 +46,9 @@ def write_sweep(tmp_path, mlflow_uri, **fields) -> str:
 
 
 def trials_of(sweep, study_name: str):
-    return optuna.load_study(study_name=study_name, storage=sweep.storage_url()).get_trials()
+    """The study's trials, opened as the workers open it: a poll while a worker is still creating the storage
+    takes the same create-or-retry path instead of racing it on the tables."""
+    return optuna.load_study(study_name=study_name, storage=open_storage(sweep)).get_trials()
 
 
 def child_runs(mlflow_uri: str, parent_id: str):

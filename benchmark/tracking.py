@@ -177,12 +177,12 @@ class Lease:
 
     @staticmethod
     def tags() -> dict[str, str]:
-        return {record.Tag.OWNER: owner(), record.Tag.HEARTBEAT: f"{time.time():.0f}"}
+        return {record.Tag.OWNER: owner(), record.Tag.HEARTBEAT: str(int(time.time()))}  # whole seconds, never ahead of the clock
 
     def _beat(self) -> None:
         while not self._stop.wait(record.HEARTBEAT_S):
             try:
-                self.mlflow.set_tag(self.run_id, record.Tag.HEARTBEAT, f"{time.time():.0f}")
+                self.mlflow.set_tag(self.run_id, record.Tag.HEARTBEAT, str(int(time.time())))
             except Exception:  # a store hiccup: the next beat tries again; the lease is generous
                 pass
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch.utils import benchmark as tbench
 
-from benchmark import devices, tracking
+from benchmark import devices
 from benchmark.config import ConfigError
 from benchmark.models import CELLS, MODELS
 from benchmark.models.reference import ReferenceRecurrent
@@ -163,7 +163,7 @@ def file_stem(device: torch.device, threads: int, preset: str = "cpu") -> str:
 def describe_device(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})"
-    return f"CPU {tracking.cpu_description()}, {threads} thread(s)"
+    return f"CPU {devices.cpu_description()}, {threads} thread(s)"
 
 
 # ----------------------------------------------------------------------------- one configuration

@@ -10,7 +10,6 @@ line up in MLflow's charts.
 from __future__ import annotations
 
 import fcntl
-import contextlib
 import functools
 import logging
 import os
@@ -28,7 +27,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from benchmark import record
+from benchmark import devices, record
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,19 +235,7 @@ def source_tags() -> dict[str, str]:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({cpu_description()}, {torch.get_num_threads()} threads)"
-
-
-@functools.cache
-def cpu_description() -> str:
-    """``AMD EPYC, x86_64, AVX512``: the CPU's model and the instruction set torch's kernels picked. Two machines
-    that differ in either round floats differently, so the same seed can give a test metric a last digit (or, on an
-    accuracy, a test item) apart."""
-    model = ""
-    with contextlib.suppress(OSError):
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")  # fmt: skip
-    return ", ".join(p for p in (model, platform.machine(), torch.backends.cpu.get_cpu_capability()) if p)
+    return f"cpu ({devices.cpu_description()}, {torch.get_num_threads()} threads)"
 
 
 def environment_tags(device: torch.device) -> dict[str, str]:

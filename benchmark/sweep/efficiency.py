@@ -30,7 +30,7 @@ import pandas as pd
 from pydantic import Field, SerializeAsAny
 from rich.console import Console
 
-from benchmark import tracking
+from benchmark import devices, tracking
 from benchmark.config import ConfigError
 from benchmark.decide import compare_paired, margin_for
 from benchmark.sweep.config import NoPruner, PrunerConfig, SweepConfig, load_sweep_config
@@ -201,7 +201,7 @@ def markdown(cfg: EfficiencyConfig, summary: pd.DataFrame, overall: pd.DataFrame
         f"({cfg.models[0]} vs {cfg.models[1]}, `compare_paired`); with few seeds it is often undecided. "
         "Seconds: each trial's recorded seconds times the share of its epochs kept (an estimate; setup included).",
         "",
-        f"Made by `{tracking.command_line()}` on {platform.node()} ({tracking.cpu_description()}, "
+        f"Made by `{tracking.command_line()}` on {platform.node()} ({devices.cpu_description()}, "
         f"{torch.get_num_threads()} torch threads), torch {torch.__version__}, optuna {optuna.__version__}, "
         f"commit {tracking.git_commit()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
         "",

@@ -57,14 +57,11 @@ class HeldWarnings:
     def _hold(self, message, category, filename, lineno, file=None, line=None) -> None:
         self.held.append((message, category, filename, lineno, file, line))
 
-    def _restore_loggers(self) -> list[logging.Handler]:
-        restored = []
+    def _restore_loggers(self) -> None:
         for name, (handlers, propagate) in self._handlers.items():
             log = logging.getLogger(name)
             log.handlers, log.propagate = handlers, propagate
-            restored += handlers
         self._handlers = {}
-        return restored
 
     def release(self) -> None:
         """The input is accepted: show what was held, and let later warnings and log lines through."""

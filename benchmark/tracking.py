@@ -165,6 +165,11 @@ def owner_gone(tags: dict[str, str], now: float | None = None) -> bool:
     return False
 
 
+def _now() -> str:
+    """A heartbeat: whole seconds, rounded down so it is never ahead of the clock."""
+    return str(int(time.time()))
+
+
 class Lease:
     """While a run trains, its owner tags and a heartbeat renewed every ``record.HEARTBEAT_S`` (a daemon thread)."""
 
@@ -176,12 +181,12 @@ class Lease:
 
     @staticmethod
     def tags() -> dict[str, str]:
-        return {record.Tag.OWNER: owner(), record.Tag.HEARTBEAT: str(int(time.time()))}  # whole seconds, never ahead of the clock
+        return {record.Tag.OWNER: owner(), record.Tag.HEARTBEAT: _now()}
 
     def _beat(self) -> None:
         while not self._stop.wait(record.HEARTBEAT_S):
             try:
-                self.mlflow.set_tag(self.run_id, record.Tag.HEARTBEAT, str(int(time.time())))
+                self.mlflow.set_tag(self.run_id, record.Tag.HEARTBEAT, _now())
             except Exception:  # a store hiccup: the next beat tries again; the lease is generous
                 pass
 

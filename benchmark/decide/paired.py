@@ -48,6 +48,11 @@ def no_spread(sd, mean):
     return np.asarray(sd) <= SPREAD_TOLERANCE * np.maximum(1.0, np.abs(mean))
 
 
+def is_zero(mean):
+    """Is a mean difference zero, to the same float rounding as ``no_spread``?"""
+    return np.abs(mean) <= SPREAD_TOLERANCE
+
+
 class Verdict(str, Enum):
     A_BETTER = "a better"
     B_BETTER = "b better"
@@ -75,7 +80,7 @@ def paired_tests(x: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
             p_equiv = np.maximum(below, above)
         else:
             p_equiv = np.ones_like(mean)
-    p_diff = np.where(flat, np.where(no_spread(np.abs(mean), 0.0), 1.0, 2.0 ** -(n - 1)), p_diff)
+    p_diff = np.where(flat, np.where(is_zero(mean), 1.0, 2.0 ** -(n - 1)), p_diff)
     p_equiv = np.where(flat, np.where(np.abs(mean) < bound, 2.0**-n, 1.0), p_equiv)
     return np.where(np.isnan(p_diff), 1.0, p_diff), np.where(np.isnan(p_equiv), 1.0, p_equiv)
 
@@ -119,7 +124,7 @@ def seeds_needed(mean: float, sd: float, bound: float, alpha: float, power: floa
     if math.isnan(mean) or math.isnan(sd):
         return None
     if no_spread(sd, mean):
-        routes = [1 + math.ceil(math.log2(1 / alpha))] if not no_spread(abs(mean), 0.0) else []
+        routes = [1 + math.ceil(math.log2(1 / alpha))] if not is_zero(mean) else []
         routes += [math.ceil(math.log2(1 / alpha))] if bound > abs(mean) else []
         return max(2, min(routes)) if routes else None
     n = np.arange(2, MAX_SEEDS_ESTIMATE + 2)
